@@ -1,0 +1,118 @@
+"""Businesses and their numbers: creating, finding and describing them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from moked.db.models import Business, Call, PhoneNumber
+from moked.greetings import store_greeting
+from moked.phone import to_e164
+
+
+class BusinessError(ValueError):
+    """A business operation that cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessSpec:
+    name: str
+    numbers: tuple[str, ...] = ()
+    greeting_mp3: bytes | None = None
+    greeting_text: str | None = None
+    language: str = "he-IL"
+    timezone: str = "Asia/Jerusalem"
+
+
+def find_business(session: Session, name_or_id: str) -> Business | None:
+    query = select(Business).options(selectinload(Business.numbers))
+    if name_or_id.isdigit():
+        return session.scalar(
+            query.where(or_(Business.id == int(name_or_id), Business.name == name_or_id))
+        )
+    return session.scalar(query.where(Business.name == name_or_id))
+
+
+def add_number(session: Session, business: Business, raw: str) -> PhoneNumber:
+    """Attach a number (normalised to E.164); a number belongs to one business only."""
+    e164 = to_e164(raw)
+    existing = session.scalar(select(PhoneNumber).where(PhoneNumber.e164 == e164))
+    if existing is not None:
+        if existing.business_id != business.id:
+            raise BusinessError(f"{e164} already belongs to business #{existing.business_id}")
+        return existing
+    number = PhoneNumber(business=business, e164=e164)
+    session.add(number)
+    session.flush()
+    return number
+
+
+def upsert_business(session: Session, spec: BusinessSpec, greetings_dir: Path) -> Business:
+    """Create the business, or update the one with this name: running it twice is harmless."""
+    name = spec.name.strip()
+    if not name:
+        raise BusinessError("a business needs a name")
+    business = find_business(session, name)
+    if business is None:
+        business = Business(name=name, language=spec.language, timezone=spec.timezone)
+        session.add(business)
+        session.flush()
+    business.language = spec.language
+    business.timezone = spec.timezone
+    if spec.greeting_text is not None:
+        business.greeting_text = spec.greeting_text
+    for raw in spec.numbers:
+        add_number(session, business, raw)
+    if spec.greeting_mp3 is not None:
+        business.greeting_file = store_greeting(greetings_dir, business.id, spec.greeting_mp3)
+    session.flush()
+    return business
+
+
+def describe(business: Business) -> dict[str, Any]:
+    return {
+        "id": business.id,
+        "name": business.name,
+        "language": business.language,
+        "timezone": business.timezone,
+        "numbers": [n.e164 for n in business.numbers],
+        "greeting_file": business.greeting_file,
+        "greeting_text": business.greeting_text,
+    }
+
+
+def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
+    """A call as `moked call show --json` and the API print it."""
+    recording = call.recordings[-1] if call.recordings else None
+
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "call_sid": call.call_sid,
+        "business_id": call.business_id,
+        "from": call.from_number,
+        "to": call.to_number,
+        "direction": call.direction.value if call.direction else None,
+        "status": call.status.value if call.status else None,
+        "started_at": iso(call.started_at),
+        "answered_at": iso(call.answered_at),
+        "ended_at": iso(call.ended_at),
+        "duration_seconds": call.duration_seconds,
+        "recording_sid": recording.recording_sid if recording else None,
+        "recording_path": (
+            str(recordings_dir / recording.local_path)
+            if recording is not None and recording.local_path
+            else None
+        ),
+        "recording_duration_seconds": recording.duration_seconds if recording else None,
+        "processing_status": recording.processing_status.value if recording else None,
+        "transcript": recording.transcript if recording else None,
+        "transcript_language": recording.transcript_language if recording else None,
+        "transcription_error": recording.error if recording else None,
+        "recordings": len(call.recordings),
+    }

@@ -1,0 +1,255 @@
+"""The `moked` command: run the stack, manage businesses, inspect calls, reconcile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from moked.settings import ConfigurationError, Settings, get_settings
+
+DEMO_BUSINESS = "עסק לדוגמה"
+DEMO_NUMBER = "+97235550100"
+DEMO_GREETING_TEXT = "שלום, הגעתם לעסק לדוגמה. אנא השאירו הודעה אחרי הצליל."
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# --- stack ------------------------------------------------------------------------------
+
+
+def _layout(settings: Settings) -> object:
+    from moked.stack.config import REPO_ROOT, StackLayout
+    from moked.stack.native import resolve_paths
+
+    settings = resolve_paths(settings, REPO_ROOT)
+    return StackLayout(settings=settings, state_dir=settings.state_dir)
+
+
+def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.stack import native
+    from moked.stack.config import StackLayout
+
+    layout = _layout(settings)
+    assert isinstance(layout, StackLayout)
+    native.start(layout)
+    if not args.no_seed:
+        seed_demo(layout.settings)
+    native.wait_healthy(layout)
+    print(f"Moked is up (state in {layout.state_dir})")
+    print(f"  webhooks (Twilio) : {layout.settings.public_base}/webhook/incoming_call")
+    print(f"  greetings         : {layout.settings.public_base}/server/static/voice_responses/")
+    print(f"  CRM               : {layout.http_url}/")
+    print(f"  logs              : {layout.log_dir}")
+    print("  stop              : make down")
+    return 0
+
+
+def cmd_stack_down(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.stack import native
+    from moked.stack.config import StackLayout
+
+    layout = _layout(settings)
+    assert isinstance(layout, StackLayout)
+    native.stop(layout)
+    print("Moked is down")
+    return 0
+
+
+def cmd_stack_status(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.stack import native
+    from moked.stack.config import StackLayout
+
+    layout = _layout(settings)
+    assert isinstance(layout, StackLayout)
+    if not native.supervisor_running(layout):
+        print("Moked is not running")
+        return 1
+    print(native.supervisorctl(layout, "status", check=False), end="")
+    return 0
+
+
+def seed_demo(settings: Settings) -> None:
+    """The demo business with a synthesised Hebrew greeting (idempotent)."""
+    from moked.businesses import BusinessSpec, find_business, upsert_business
+    from moked.db.session import session_scope
+    from moked.greetings import is_playable, synthesize_mp3
+
+    with session_scope() as session:
+        existing = find_business(session, DEMO_BUSINESS)
+        needs_audio = existing is None or not is_playable(
+            settings.greetings_dir, existing.greeting_file
+        )
+    spec = BusinessSpec(
+        name=DEMO_BUSINESS,
+        numbers=(DEMO_NUMBER,),
+        greeting_mp3=synthesize_mp3(DEMO_GREETING_TEXT, "he") if needs_audio else None,
+        greeting_text=DEMO_GREETING_TEXT,
+    )
+    with session_scope() as session:
+        upsert_business(session, spec, settings.greetings_dir)
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.db.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print("database is at the latest migration")
+    return 0
+
+
+def cmd_business_add(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.businesses import BusinessSpec, describe, upsert_business
+    from moked.db.session import session_scope
+
+    greeting = Path(args.greeting).read_bytes() if args.greeting else None
+    spec = BusinessSpec(
+        name=args.name,
+        numbers=tuple(args.number or ()),
+        greeting_mp3=greeting,
+        greeting_text=args.greeting_text,
+        language=args.language,
+        timezone=args.timezone,
+    )
+    with session_scope() as session:
+        business = upsert_business(session, spec, settings.greetings_dir)
+        session.refresh(business)
+        _print_json(describe(business))
+    return 0
+
+
+def cmd_business_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from moked.businesses import describe
+    from moked.db.models import Business
+    from moked.db.session import session_scope
+
+    with session_scope() as session:
+        businesses = session.scalars(
+            select(Business).options(selectinload(Business.numbers)).order_by(Business.id)
+        ).all()
+        _print_json([describe(b) for b in businesses])
+    return 0
+
+
+def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from moked.businesses import describe_call
+    from moked.db.models import Call
+    from moked.db.session import session_scope
+
+    with session_scope() as session:
+        call = session.scalar(
+            select(Call)
+            .options(selectinload(Call.recordings))
+            .where(Call.call_sid == args.call_sid)
+        )
+        if call is None:
+            print(f"no call {args.call_sid}", file=sys.stderr)
+            return 1
+        data = describe_call(call, settings.recordings_dir)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        for key, value in data.items():
+            print(f"{key:28} {value if value is not None else '-'}")
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.queue import redis_client
+    from moked.reconcile import run_forever, run_once
+
+    redis = redis_client(settings.redis_url)
+    if args.loop:
+        run_forever(settings, redis, interval=args.interval)
+        return 0
+    report = run_once(settings, redis)
+    _print_json(report.__dict__)
+    return 1 if report.errors else 0
+
+
+# --- wiring -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moked", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="run the native stack").add_subparsers(
+        dest="stack_command", required=True
+    )
+    up = stack.add_parser("up", help="start everything (idempotent)")
+    up.add_argument("--no-seed", action="store_true", help="skip the demo business")
+    up.set_defaults(handler=cmd_stack_up)
+    stack.add_parser("down", help="stop everything").set_defaults(handler=cmd_stack_down)
+    stack.add_parser("status", help="show the services").set_defaults(handler=cmd_stack_status)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(
+        handler=cmd_migrate
+    )
+
+    business = commands.add_parser("business", help="businesses").add_subparsers(
+        dest="business_command", required=True
+    )
+    add = business.add_parser("add", help="add or update a business")
+    add.add_argument("--name", required=True)
+    add.add_argument("--number", action="append", help="E.164 number (repeatable)")
+    add.add_argument("--greeting", help="greeting MP3 file")
+    add.add_argument("--greeting-text", help="spoken with <Say> when there is no MP3")
+    add.add_argument("--language", default="he-IL")
+    add.add_argument("--timezone", default="Asia/Jerusalem")
+    add.set_defaults(handler=cmd_business_add)
+    business.add_parser("list", help="list businesses").set_defaults(handler=cmd_business_list)
+
+    call = commands.add_parser("call", help="calls").add_subparsers(
+        dest="call_command", required=True
+    )
+    show = call.add_parser("show", help="show one call")
+    show.add_argument("call_sid")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_call_show)
+
+    reconcile = commands.add_parser("reconcile", help="replay and re-queue what was left")
+    reconcile.add_argument("--loop", action="store_true", help="run forever")
+    reconcile.add_argument("--interval", type=float, default=None)
+    reconcile.set_defaults(handler=cmd_reconcile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        print(f"moked: {exc}", file=sys.stderr)
+        return 2
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except (ValueError, RuntimeError) as exc:
+        print(f"moked: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

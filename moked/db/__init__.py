@@ -1,0 +1,1 @@
+"""Postgres: the schema, sessions and migrations."""

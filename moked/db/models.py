@@ -1,0 +1,179 @@
+"""The schema: businesses, their numbers, calls, recordings and the webhook log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from moked.statuses import CallStatus, Direction, EventSource, ProcessingStatus, RecordingStatus
+
+
+def _enum(cls: type[Any], name: str) -> Enum:
+    # Stored as the enum's value ("in-progress"), not its Python name.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON().with_variant(JSONB(), "postgresql")}  # noqa: RUF012
+
+
+class Business(Base):
+    __tablename__ = "businesses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    language: Mapped[str] = mapped_column(String(16), default="he-IL")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Jerusalem")
+    greeting_file: Mapped[str | None] = mapped_column(String(255))
+    """File name under the greetings directory (versioned, so Twilio's cache never lies)."""
+    greeting_text: Mapped[str | None] = mapped_column(Text)
+    record_max_length: Mapped[int] = mapped_column(Integer, default=30)
+    record_timeout: Mapped[int] = mapped_column(Integer, default=5)
+    record_finish_on_key: Mapped[str] = mapped_column(String(12), default="*")
+    record_play_beep: Mapped[bool] = mapped_column(Boolean, default=True)
+    record_trim: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    numbers: Mapped[list[PhoneNumber]] = relationship(
+        back_populates="business", cascade="all, delete-orphan", order_by="PhoneNumber.e164"
+    )
+
+
+class PhoneNumber(Base):
+    __tablename__ = "phone_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id", ondelete="CASCADE"))
+    e164: Mapped[str] = mapped_column(String(20), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    business: Mapped[Business] = relationship(back_populates="numbers")
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (Index("ix_calls_business_started", "business_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    business_id: Mapped[int | None] = mapped_column(
+        ForeignKey("businesses.id", ondelete="SET NULL")
+    )
+    """None while the dialled number belongs to no business (the call is kept, unassigned)."""
+    account_sid: Mapped[str | None] = mapped_column(String(64))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    to_number: Mapped[str | None] = mapped_column(String(64))
+    caller_name: Mapped[str | None] = mapped_column(String(200))
+    direction: Mapped[Direction] = mapped_column(
+        _enum(Direction, "call_direction"), default=Direction.INBOUND
+    )
+    status: Mapped[CallStatus] = mapped_column(
+        _enum(CallStatus, "call_status"), default=CallStatus.RINGING
+    )
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    last_sequence_number: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    business: Mapped[Business | None] = relationship()
+    recordings: Mapped[list[Recording]] = relationship(
+        back_populates="call", order_by="Recording.id"
+    )
+
+
+class Recording(Base):
+    __tablename__ = "recordings"
+    __table_args__ = (Index("ix_recordings_processing", "processing_status", "queued_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    media_url: Mapped[str | None] = mapped_column(Text)
+    """Twilio's RecordingUrl (without extension)."""
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    twilio_status: Mapped[RecordingStatus] = mapped_column(
+        _enum(RecordingStatus, "recording_status"), default=RecordingStatus.IN_PROGRESS
+    )
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When Twilio reported the media completed: the start of the transcription lag."""
+    local_path: Mapped[str | None] = mapped_column(Text)
+    """Path relative to the recordings directory; never served publicly."""
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    processing_status: Mapped[ProcessingStatus] = mapped_column(
+        _enum(ProcessingStatus, "processing_status"), default=ProcessingStatus.AWAITING_MEDIA
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    processing_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    processing_finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    backend: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(200))
+    transcript: Mapped[str | None] = mapped_column(Text)
+    transcript_language: Mapped[str | None] = mapped_column(String(16))
+    audio_seconds: Mapped[float | None] = mapped_column()
+    error: Mapped[str | None] = mapped_column(Text)
+    deleted_from_twilio_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    call: Mapped[Call] = relationship(back_populates="recordings")
+
+
+class WebhookEvent(Base):
+    """Append-only: every webhook Twilio sent, exactly as received."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """Assigned on receipt; a replay of the same receipt (spool, nginx log) is not logged twice."""
+    endpoint: Mapped[str] = mapped_column(String(64))
+    call_sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]] = mapped_column()
+    source: Mapped[EventSource] = mapped_column(
+        _enum(EventSource, "event_source"), default=EventSource.LIVE
+    )
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    stored_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

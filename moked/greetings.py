@@ -1,0 +1,130 @@
+"""Greeting MP3s: where they live, the URL Twilio plays, validation and versioned names.
+
+Twilio's media proxies cache `<Play>` URLs, so a changed greeting always gets a new file
+name (its content hash) instead of overwriting the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mutagen import MutagenError
+from mutagen.mp3 import MP3, HeaderNotFoundError
+
+GREETINGS_URL_PREFIX = "/server/static/voice_responses/"
+"""Public path nginx serves greetings under, as audio/mpeg."""
+MAX_GREETING_BYTES = 5 * 1024 * 1024
+MAX_GREETING_SECONDS = 120.0
+MIN_GREETING_SECONDS = 0.3
+
+
+class InvalidGreeting(ValueError):
+    """An upload that is not a playable MP3 within the limits."""
+
+
+@dataclass(frozen=True, slots=True)
+class GreetingInfo:
+    seconds: float
+    bitrate: int
+    sample_rate: int
+
+
+def greeting_url(public_base: str, file_name: str) -> str:
+    return public_base.rstrip("/") + GREETINGS_URL_PREFIX + file_name
+
+
+def is_safe_name(file_name: str) -> bool:
+    return (
+        bool(file_name)
+        and file_name.endswith(".mp3")
+        and "/" not in file_name
+        and not file_name.startswith(".")
+        and all(c.isalnum() or c in "._-" for c in file_name)
+    )
+
+
+def is_playable(greetings_dir: Path, file_name: str | None) -> bool:
+    """True when the file is on disk, so Twilio is never pointed at a missing greeting."""
+    if not file_name or not is_safe_name(file_name):
+        return False
+    try:
+        return (greetings_dir / file_name).stat().st_size > 0
+    except OSError:
+        return False
+
+
+def inspect_mp3(data: bytes) -> GreetingInfo:
+    """Validate real MP3 audio (frames, not just a name) within size and duration limits."""
+    if len(data) > MAX_GREETING_BYTES:
+        raise InvalidGreeting(f"file is larger than {MAX_GREETING_BYTES // (1024 * 1024)} MB")
+    try:
+        audio = MP3(io.BytesIO(data))
+    except (HeaderNotFoundError, MutagenError) as exc:
+        raise InvalidGreeting("not an MP3 file") from exc
+    seconds = float(audio.info.length)
+    if seconds < MIN_GREETING_SECONDS:
+        raise InvalidGreeting("the recording is too short")
+    if seconds > MAX_GREETING_SECONDS:
+        raise InvalidGreeting(f"longer than {int(MAX_GREETING_SECONDS)} seconds")
+    return GreetingInfo(
+        seconds=seconds, bitrate=int(audio.info.bitrate), sample_rate=int(audio.info.sample_rate)
+    )
+
+
+def versioned_name(business_id: int, data: bytes) -> str:
+    return f"business_{business_id}_{hashlib.sha256(data).hexdigest()[:12]}.mp3"
+
+
+def store_greeting(greetings_dir: Path, business_id: int, data: bytes) -> str:
+    """Validate and write the greeting under a new versioned name; return the name."""
+    inspect_mp3(data)
+    name = versioned_name(business_id, data)
+    greetings_dir.mkdir(parents=True, exist_ok=True)
+    target = greetings_dir / name
+    with tempfile.NamedTemporaryFile(dir=greetings_dir, delete=False, suffix=".tmp") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(handle.name, 0o644)  # nginx workers (nobody) read it
+    os.replace(handle.name, target)
+    return name
+
+
+def synthesize_mp3(text: str, voice: str = "he") -> bytes:
+    """Speak `text` with espeak-ng and encode MP3 with ffmpeg (the demo greeting)."""
+    espeak = shutil.which("espeak-ng")
+    ffmpeg = shutil.which("ffmpeg")
+    if not espeak or not ffmpeg:
+        raise RuntimeError("espeak-ng and ffmpeg are needed to synthesise a greeting")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "greeting.wav"
+        mp3 = Path(tmp) / "greeting.mp3"
+        subprocess.run([espeak, "-v", voice, "-w", str(wav), text], check=True, timeout=60)
+        subprocess.run(
+            [
+                ffmpeg,
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(wav),
+                "-ac",
+                "1",
+                "-ar",
+                "22050",
+                "-b:a",
+                "48k",
+                str(mp3),
+            ],
+            check=True,
+            timeout=60,
+        )
+        return mp3.read_bytes()

@@ -1,0 +1,285 @@
+"""Applying Twilio's webhook events to Postgres, idempotently and in any order.
+
+The webhooks service calls `apply_event` on every request; the reconciler calls the same
+function to replay events that were kept on disk while Postgres was down, or answered by
+nginx while the app was down. Every write is an upsert keyed on Twilio's SIDs, so retries,
+duplicates and replays never create a second row, and a status never moves backwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from moked.db.models import Business, Call, PhoneNumber, Recording, WebhookEvent
+from moked.phone import try_e164
+from moked.statuses import (
+    CallStatus,
+    Direction,
+    Endpoint,
+    EventSource,
+    ProcessingStatus,
+    RecordingStatus,
+)
+
+log = logging.getLogger(__name__)
+
+Params = dict[str, str]
+RawParams = dict[str, str | list[str]]
+
+MAX_FIELD_LENGTH = 2000
+"""Twilio's values are short; anything longer is cut before it reaches a column."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEvent:
+    """One webhook request as received: what the log keeps and the replay applies."""
+
+    endpoint: Endpoint
+    params: RawParams
+    received_at: dt.datetime
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    source: EventSource = EventSource.LIVE
+
+    @property
+    def flat(self) -> Params:
+        """First value of each parameter, as Twilio sends each name once."""
+        return {k: (v[0] if isinstance(v, list) and v else v or "") for k, v in self.params.items()}  # type: ignore[misc]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "endpoint": self.endpoint.value,
+            "params": self.params,
+            "received_at": self.received_at.isoformat(),
+            "source": self.source.value,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: EventSource | None = None) -> InboundEvent:
+        return cls(
+            endpoint=Endpoint(data["endpoint"]),
+            params=data["params"],
+            received_at=dt.datetime.fromisoformat(data["received_at"]),
+            event_id=data["event_id"],
+            source=source or EventSource(data.get("source", EventSource.LIVE)),
+        )
+
+
+@dataclass(slots=True)
+class Effects:
+    """What the caller must do once the transaction has committed."""
+
+    call_sid: str | None = None
+    business_id: int | None = None
+    enqueue_recording_sid: str | None = None
+    new_call: bool = False
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _clip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.replace("\x00", "")
+    return value[:MAX_FIELD_LENGTH] if value else None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if 0 <= number < 2**31 else None
+
+
+def event_time(params: Params, fallback: dt.datetime) -> dt.datetime:
+    """Twilio's `Timestamp` (RFC 2822) when present and sane, else the receipt time."""
+    raw = params.get("Timestamp")
+    if raw:
+        try:
+            parsed = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return fallback
+
+
+def valid_sid(value: str | None, prefix: str) -> str | None:
+    """A Twilio SID of the expected kind (CA…, RE…), or None."""
+    value = (value or "").strip()
+    if len(value) == 34 and value.startswith(prefix) and value[2:].isalnum() and value.isascii():
+        return value
+    return None
+
+
+def find_business(session: Session, to_number: str | None) -> Business | None:
+    e164 = try_e164(to_number)
+    if e164 is None:
+        return None
+    return session.scalar(
+        select(Business).join(PhoneNumber).where(PhoneNumber.e164 == e164).limit(1)
+    )
+
+
+def log_event(session: Session, event: InboundEvent) -> bool:
+    """Append the event to the webhook log; False when this receipt was logged before."""
+    call_sid = _clip(event.flat.get("CallSid"))
+    stmt = (
+        insert(WebhookEvent)
+        .values(
+            event_id=event.event_id,
+            endpoint=event.endpoint.value,
+            call_sid=call_sid[:64] if call_sid else None,
+            params=event.params,
+            source=event.source,
+            received_at=event.received_at,
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(WebhookEvent.id)
+    )
+    return session.scalar(stmt) is not None
+
+
+def _locked_call(session: Session, call_sid: str) -> Call:
+    session.execute(
+        insert(Call).values(call_sid=call_sid).on_conflict_do_nothing(index_elements=["call_sid"])
+    )
+    call = session.scalar(select(Call).where(Call.call_sid == call_sid).with_for_update())
+    assert call is not None
+    return call
+
+
+def merge_call(call: Call, params: Params, when: dt.datetime, business: Business | None) -> None:
+    """Fold one event into the call. Order-independent: fields only fill or move forward."""
+    call.account_sid = call.account_sid or _clip(params.get("AccountSid"))
+    call.from_number = call.from_number or _clip(params.get("From") or params.get("Caller"))
+    call.to_number = call.to_number or _clip(params.get("To") or params.get("Called"))
+    call.caller_name = call.caller_name or _clip(params.get("CallerName"))
+    if params.get("Direction"):
+        call.direction = Direction.parse(params.get("Direction"))
+    if call.business_id is None and business is not None:
+        call.business_id = business.id
+    if call.started_at is None or when < call.started_at:
+        call.started_at = when
+
+    status = CallStatus.parse(params.get("CallStatus"))
+    sequence = _int(params.get("SequenceNumber"))
+    if status is not None:
+        current = call.status
+        advances = current is None or status.rank > current.rank
+        same_rank_newer = (
+            current is not None
+            and status.rank == current.rank
+            and not current.is_terminal
+            and sequence is not None
+            and (call.last_sequence_number is None or sequence > call.last_sequence_number)
+        )
+        if advances or same_rank_newer:
+            call.status = status
+        if status is CallStatus.IN_PROGRESS and call.answered_at is None:
+            call.answered_at = when
+        if status.is_terminal:
+            call.ended_at = max(call.ended_at, when) if call.ended_at else when
+    if sequence is not None:
+        call.last_sequence_number = max(call.last_sequence_number or 0, sequence)
+    duration = _int(params.get("CallDuration"))
+    if duration is not None:
+        call.duration_seconds = duration
+
+
+def _locked_recording(session: Session, recording_sid: str, call: Call) -> Recording:
+    session.execute(
+        insert(Recording)
+        .values(recording_sid=recording_sid, call_id=call.id)
+        .on_conflict_do_nothing(index_elements=["recording_sid"])
+    )
+    recording = session.scalar(
+        select(Recording).where(Recording.recording_sid == recording_sid).with_for_update()
+    )
+    assert recording is not None
+    return recording
+
+
+def merge_recording(
+    recording: Recording, params: Params, when: dt.datetime, *, is_status_callback: bool
+) -> bool:
+    """Fold a Record action or recording status callback in; True when it must be queued."""
+    media_url = _clip(params.get("RecordingUrl"))
+    if media_url and not recording.media_url:
+        recording.media_url = media_url
+    duration = _int(params.get("RecordingDuration"))
+    if duration is not None:
+        recording.duration_seconds = duration
+    if not is_status_callback:
+        return False
+
+    status = RecordingStatus.parse(params.get("RecordingStatus"))
+    if status is None or recording.processing_status.is_final:
+        return False
+    if recording.twilio_status is not RecordingStatus.COMPLETED:
+        recording.twilio_status = status
+    if status is RecordingStatus.COMPLETED:
+        recording.completed_at = recording.completed_at or when
+        if recording.processing_status is ProcessingStatus.AWAITING_MEDIA:
+            recording.processing_status = ProcessingStatus.AWAITING_TRANSCRIPTION
+        if recording.queued_at is None:
+            recording.queued_at = utcnow()
+            return True
+        return False
+    if recording.processing_status is ProcessingStatus.AWAITING_MEDIA:
+        recording.error_code = _clip(params.get("ErrorCode"))
+        if status is RecordingStatus.ABSENT:
+            recording.processing_status = ProcessingStatus.ABSENT
+        elif status is RecordingStatus.FAILED:
+            recording.processing_status = ProcessingStatus.FAILED
+            recording.error = f"Twilio could not record (error {recording.error_code or '?'})"
+    return False
+
+
+def apply_event(session: Session, event: InboundEvent) -> Effects:
+    """Log the event and fold it into calls and recordings, in the caller's transaction."""
+    log_event(session, event)
+    params = event.flat
+    effects = Effects()
+    if event.endpoint is Endpoint.TWILIO_ALERTS:
+        return effects
+    call_sid = valid_sid(params.get("CallSid"), "CA")
+    if call_sid is None:
+        log.warning("%s without a valid CallSid; logged only", event.endpoint.value)
+        return effects
+    when = event_time(params, event.received_at)
+    call = _locked_call(session, call_sid)
+    business = None
+    if call.business_id is None:
+        business = find_business(session, params.get("To") or params.get("Called"))
+    effects.new_call = call.from_number is None and event.endpoint is Endpoint.INCOMING_CALL
+    merge_call(call, params, when, business)
+    effects.call_sid = call_sid
+    effects.business_id = call.business_id
+
+    if event.endpoint in (Endpoint.HANDLE_RECORDING, Endpoint.RECORDING_STATUS):
+        recording_sid = valid_sid(params.get("RecordingSid"), "RE")
+        if recording_sid is not None:
+            recording = _locked_recording(session, recording_sid, call)
+            must_queue = merge_recording(
+                recording,
+                params,
+                when,
+                is_status_callback=event.endpoint is Endpoint.RECORDING_STATUS,
+            )
+            if must_queue:
+                effects.enqueue_recording_sid = recording_sid
+    session.flush()
+    return effects

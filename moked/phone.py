@@ -1,0 +1,47 @@
+"""Phone numbers: everything stored is E.164, normalised with phonenumbers."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+DEFAULT_REGION = "IL"
+
+
+class InvalidPhoneNumber(ValueError):
+    """Not a valid phone number."""
+
+
+def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
+    """Normalise '+972 3-123-4567' or '03-1234567' to '+97231234567'; raise if invalid."""
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"not a phone number: {raw!r}") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidPhoneNumber(f"not a valid phone number: {raw!r}")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def try_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
+    """E.164 for a number Twilio sent, or None ('anonymous', 'client:x', garbage)."""
+    if not raw:
+        return None
+    try:
+        return to_e164(raw, region)
+    except InvalidPhoneNumber:
+        return None
+
+
+def display(raw: str | None, region: str = DEFAULT_REGION) -> str:
+    """A number as staff read it: national format at home, international abroad."""
+    if not raw:
+        return ""
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return raw
+    if not phonenumbers.is_valid_number(parsed):
+        return raw
+    if phonenumbers.region_code_for_number(parsed) == region:
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

@@ -1,0 +1,207 @@
+"""The reconciler: whatever a crash, an outage or a lost queue left behind, it puts right.
+
+Each pass, in order:
+1. replays webhook events spooled to disk while Postgres was down;
+2. replays callbacks nginx answered with fallback TwiML while the app was down (their
+   bodies are in nginx's fallback log; the signature is checked again);
+3. re-queues recordings waiting for a transcript whose job is gone (Redis lost its data,
+   a worker was killed).
+Every step is idempotent, so running it twice, or in two processes, is harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.registry import StartedJobRegistry
+from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from moked import metrics
+from moked.db.models import Recording
+from moked.db.session import session_scope
+from moked.intake import InboundEvent, apply_event, utcnow
+from moked.queue import enqueue_transcription, pending_job, transcription_queue
+from moked.settings import Settings
+from moked.spool import Spool, SpoolCorrupt
+from moked.statuses import Endpoint, EventSource, ProcessingStatus
+from moked.twilio import signature
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (SQLAlchemyError, RedisError, OSError)
+
+
+@dataclass
+class ReconcileReport:
+    spool_replayed: int = 0
+    fallback_replayed: int = 0
+    requeued: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _enqueue_quietly(redis: Redis, recording_sid: str | None) -> None:
+    if not recording_sid:
+        return
+    try:
+        enqueue_transcription(redis, recording_sid)
+    except RedisError as exc:
+        log.warning("could not queue %s yet: %s", recording_sid, exc)
+
+
+def replay_spool(settings: Settings, redis: Redis) -> int:
+    spool = Spool(settings.spool_dir)
+    replayed = 0
+    try:
+        for path, event in spool.pending():
+            with session_scope() as session:
+                effects = apply_event(session, event)
+            spool.done(path)
+            replayed += 1
+            metrics.WEBHOOK_EVENTS_REPLAYED.labels(EventSource.SPOOL.value).inc()
+            _enqueue_quietly(redis, effects.enqueue_recording_sid)
+    except SpoolCorrupt as exc:
+        log.error("set aside an unreadable spool file (next pass goes on): %s", exc)
+    return replayed
+
+
+def parse_fallback_line(line: str, settings: Settings) -> InboundEvent | None:
+    """One line of nginx's fallback log as an event, or None when it is not Twilio's."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    uri = str(entry.get("uri", ""))
+    parts = urlsplit(uri)
+    name = parts.path.removeprefix("/webhook/")
+    try:
+        endpoint = Endpoint(name)
+    except ValueError:
+        return None
+    body = str(entry.get("body", ""))
+    pairs = parse_qsl(body, keep_blank_values=True)
+    params: dict[str, str | list[str]] = {}
+    for key, value in pairs:
+        existing = params.get(key)
+        if existing is None:
+            params[key] = value
+        else:
+            params[key] = [*existing, value] if isinstance(existing, list) else [existing, value]
+    url = signature.signed_url(settings.public_base, parts.path, parts.query)
+    token = settings.twilio_auth_token.get_secret_value()
+    multi = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
+    if not signature.is_valid(token, url, _MultiView(multi), entry.get("signature")):
+        log.warning("fallback log entry %s has no valid signature; ignored", entry.get("id"))
+        return None
+    try:
+        received = dt.datetime.fromisoformat(str(entry.get("time")))
+    except ValueError:
+        received = utcnow()
+    return InboundEvent(
+        endpoint=endpoint,
+        params=params,
+        received_at=received,
+        event_id=f"nginx-{entry.get('id', '')}"[:64],
+        source=EventSource.NGINX_FALLBACK,
+    )
+
+
+class _MultiView(dict[str, list[str]]):
+    """A mapping with getlist(), so twilio's validator signs repeated keys."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self[key]
+
+
+def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
+    """Apply new lines of nginx's fallback log; the offset is kept next to the log."""
+    path = settings.nginx_fallback_log
+    offset_file = path.with_name(path.name + ".offset")
+    if not path.exists():
+        return 0
+    offset = int(offset_file.read_text() or 0) if offset_file.exists() else 0
+    size = path.stat().st_size
+    if size < offset:  # rotated
+        offset = 0
+    replayed = 0
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break  # nginx is still writing this line
+            event = parse_fallback_line(raw.decode("utf-8", "replace"), settings)
+            if event is not None:
+                metrics.NGINX_FALLBACK_ANSWERS.labels(event.endpoint.value).inc()
+                with session_scope() as session:
+                    effects = apply_event(session, event)
+                replayed += 1
+                metrics.WEBHOOK_EVENTS_REPLAYED.labels(EventSource.NGINX_FALLBACK.value).inc()
+                _enqueue_quietly(redis, effects.enqueue_recording_sid)
+            offset += len(raw)
+            offset_file.write_text(str(offset))
+    return replayed
+
+
+def requeue_stale(settings: Settings, redis: Redis) -> int:
+    """Queue recordings that wait for a transcript but have no live job."""
+    StartedJobRegistry(queue=transcription_queue(redis)).cleanup()
+    cutoff = utcnow() - dt.timedelta(seconds=settings.reconcile_stale_after_seconds)
+    with session_scope() as session:
+        rows = session.execute(
+            select(Recording.recording_sid, Recording.processing_status).where(
+                Recording.processing_status.in_(
+                    [
+                        ProcessingStatus.AWAITING_TRANSCRIPTION,
+                        ProcessingStatus.DOWNLOADING,
+                        ProcessingStatus.TRANSCRIBING,
+                    ]
+                ),
+                or_(Recording.queued_at.is_(None), Recording.queued_at < cutoff),
+            )
+        ).all()
+    requeued = 0
+    for recording_sid, status in rows:
+        if pending_job(redis, recording_sid) is not None:
+            continue
+        if enqueue_transcription(redis, recording_sid):
+            requeued += 1
+            metrics.RECONCILER_REQUEUED.labels(status.value).inc()
+            with session_scope() as session:
+                recording = session.scalar(
+                    select(Recording).where(Recording.recording_sid == recording_sid)
+                )
+                if recording is not None:
+                    recording.queued_at = utcnow()
+    return requeued
+
+
+def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
+    report = ReconcileReport()
+    steps = (
+        ("spool_replayed", replay_spool),
+        ("fallback_replayed", replay_nginx_fallback),
+        ("requeued", requeue_stale),
+    )
+    for attribute, step in steps:
+        try:
+            setattr(report, attribute, step(settings, redis))
+        except RETRYABLE as exc:
+            report.errors.append(f"{attribute}: {type(exc).__name__}: {exc}")
+            log.warning("reconcile %s deferred: %s", attribute, exc)
+    return report
+
+
+def run_forever(settings: Settings, redis: Redis, *, interval: float | None = None) -> None:
+    pause = interval if interval is not None else settings.reconcile_interval_seconds
+    while True:
+        report = run_once(settings, redis)
+        if report.spool_replayed or report.fallback_replayed or report.requeued:
+            log.info("reconciled: %s", report)
+        time.sleep(pause)

@@ -1,0 +1,204 @@
+"""Typed settings, read from the environment (and `.env`), validated at start-up.
+
+Every variable is documented in `.env.example`; this module is the single place that
+reads them. Services call `get_settings()` when they start, never at import time, so a
+misconfigured production deployment refuses to start with one clear line.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "xxxxxxxx", "your-")
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class TranscriberBackend(enum.StrEnum):
+    AUTO = "auto"
+    LOCAL = "local"
+    OPENAI = "openai"
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return not value or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    moked_env: Environment = Environment.DEVELOPMENT
+    public_host: str = "http://127.0.0.1:8080"
+    http_port: int = 8080
+    """nginx listens here in development (127.0.0.1); Docker maps 80/443 instead."""
+    webhooks_port: int = 8001
+    crm_port: int = 8002
+    transcriber_metrics_port: int = 8003
+    reconciler_metrics_port: int = 8004
+
+    database_url: str = "postgresql+psycopg2://moked@127.0.0.1:5432/moked"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_api_base: str = ""
+    """Override of Twilio's REST base URL (a local API mock in tests); empty = Twilio's."""
+
+    secret_key: SecretStr = SecretStr("")
+    """Signs CRM sessions and CSRF tokens."""
+
+    state_dir: Path = Path("var")
+    greetings_dir: Path = Path("var/media/voice_responses")
+    recordings_dir: Path = Path("var/media/recordings")
+    spool_dir: Path = Path("var/spool")
+    nginx_fallback_log: Path = Path("var/log/twilio_fallback.log")
+    """nginx's log of webhooks it answered with fallback TwiML; the reconciler replays it."""
+
+    default_greeting_text: str = "שלום, הגעתם למוקד. אנא השאירו הודעה אחרי הצליל."
+    thanks_text: str = "תודה, קיבלנו את ההודעה."
+    no_message_text: str = "לא התקבלה הודעה. להתראות."
+
+    transcriber_backend: TranscriberBackend = TranscriberBackend.AUTO
+    whisper_model: str = ""
+    """Directory of a CTranslate2 Whisper model; empty = the embedded multilingual base."""
+    whisper_compute_type: str = "int8"
+    whisper_threads: int = 0
+    """CPU threads for the local model; 0 = one per core."""
+    openai_api_key: SecretStr = SecretStr("")
+    openai_base_url: str = ""
+    openai_model: str = "gpt-4o-transcribe"
+    openai_timeout_seconds: float = 120.0
+    openai_max_retries: int = 2
+
+    media_allowed_hosts: str = "api.twilio.com"
+    """Comma-separated hosts recordings may be fetched from (loopback added in development)."""
+    media_max_bytes: int = 25 * 1024 * 1024
+    media_timeout_seconds: float = 20.0
+    recording_delete_from_twilio: bool = False
+
+    reconcile_interval_seconds: float = 15.0
+    reconcile_stale_after_seconds: float = 180.0
+
+    webhook_slow_seconds: float = 2.0
+    """An answer slower than this counts as slow in the metrics (Twilio gives up at 15 s)."""
+
+    prometheus_port: int = 9090
+
+    @property
+    def is_production(self) -> bool:
+        return self.moked_env is Environment.PRODUCTION
+
+    @property
+    def public_base(self) -> str:
+        """PUBLIC_HOST without a trailing slash: the origin Twilio calls and fetches."""
+        return self.public_host.rstrip("/")
+
+    def public_url(self, path: str) -> str:
+        return self.public_base + "/" + path.lstrip("/")
+
+    @property
+    def effective_backend(self) -> TranscriberBackend:
+        if self.transcriber_backend is TranscriberBackend.AUTO:
+            if self.openai_api_key.get_secret_value():
+                return TranscriberBackend.OPENAI
+            return TranscriberBackend.LOCAL
+        return self.transcriber_backend
+
+    @property
+    def media_hosts(self) -> frozenset[str]:
+        hosts = {h.strip().lower() for h in self.media_allowed_hosts.split(",") if h.strip()}
+        if not self.is_production:
+            hosts |= {"127.0.0.1", "localhost", "::1"}
+        return frozenset(hosts)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        parts = urlsplit(self.public_host)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"PUBLIC_HOST must be an absolute URL, got {self.public_host!r}")
+        if parts.path not in ("", "/") or parts.query:
+            raise ValueError("PUBLIC_HOST must be an origin (scheme://host[:port]) with no path")
+        if not self.is_production:
+            return self
+        if parts.scheme != "https":
+            raise ValueError("PUBLIC_HOST must be https in production")
+        for name, value in (
+            ("TWILIO_AUTH_TOKEN", self.twilio_auth_token.get_secret_value()),
+            ("SECRET_KEY", self.secret_key.get_secret_value()),
+            ("TWILIO_ACCOUNT_SID", self.twilio_account_sid.removeprefix("AC").strip("0")),
+        ):
+            if _is_placeholder(value):
+                raise ValueError(f"{name} is missing or a placeholder; set a real secret")
+        if "@" in self.database_url and ":change" in self.database_url.lower():
+            raise ValueError("DATABASE_URL carries a placeholder password")
+        return self
+
+    def require_auth_token(self) -> str:
+        token = self.twilio_auth_token.get_secret_value()
+        if not token:
+            raise ConfigurationError("TWILIO_AUTH_TOKEN is not set")
+        return token
+
+
+ENV_FILE_VARIABLE = "MOKED_ENV_FILE"
+"""Names the dotenv file to read (the native stack's rendered one); default `.env`."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings; raise ConfigurationError with one readable line when invalid."""
+    env_file = os.environ.get(ENV_FILE_VARIABLE, ".env")
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[arg-type,call-arg]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())).upper()
+        message = str(first.get("msg", exc)).removeprefix("Value error, ")
+        prefix = f"{where}: " if where else ""
+        raise ConfigurationError(f"invalid configuration: {prefix}{message}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """Every setting as an environment variable, secrets included (for the stack's env file)."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[name.upper()] = str(value)
+    return env
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    def quote(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    body = "".join(f"{key}={quote(value)}\n" for key, value in sorted(env.items()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body, encoding="utf-8")
+    path.chmod(0o600)

@@ -1,0 +1,63 @@
+"""A durable on-disk spool for webhook events that could not reach Postgres.
+
+One file per event, written to a temporary name, fsynced and renamed, so a crash never
+leaves half an event. The reconciler replays the files in arrival order and deletes each
+one only after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from moked.intake import InboundEvent
+from moked.statuses import EventSource
+
+
+class Spool:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def put(self, event: InboundEvent) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{event.event_id}.json"
+        final = self.directory / name
+        temporary = self.directory / f".{name}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(event.to_json(), handle, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+        directory_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+        return final
+
+    def pending(self) -> Iterator[tuple[Path, InboundEvent]]:
+        """Events in arrival order; a file that does not parse is set aside, not lost."""
+        if not self.directory.is_dir():
+            return
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                event = InboundEvent.from_json(data, source=EventSource.SPOOL)
+            except (OSError, ValueError, KeyError) as exc:
+                path.rename(path.with_suffix(".bad"))
+                raise SpoolCorrupt(f"{path.name}: {exc}") from exc
+            yield path, event
+
+    def count(self) -> int:
+        return len(list(self.directory.glob("*.json"))) if self.directory.is_dir() else 0
+
+    @staticmethod
+    def done(path: Path) -> None:
+        path.unlink(missing_ok=True)
+
+
+class SpoolCorrupt(ValueError):
+    """A spool file could not be read; it was renamed to *.bad for an operator."""

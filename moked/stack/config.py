@@ -1,0 +1,298 @@
+"""The native stack's layout and its rendered configuration files.
+
+`make up` and the test session both use this: the same templates and commands, with a
+different state directory and ports. Docker renders the same nginx template.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from moked.settings import Settings
+from moked.twilio import twiml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.template"
+SERVICE_LAUNCHER = REPO_ROOT / "scripts" / "run-service"
+POSTGRES_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+def is_loopback(host: str | None) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """Where everything of one native stack lives, and on which ports it listens."""
+
+    settings: Settings
+    state_dir: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.run_dir / "postgres"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.state_dir / "redis"
+
+    @property
+    def nginx_run_dir(self) -> Path:
+        return self.run_dir / "nginx"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.run_dir / "metrics"
+
+    @property
+    def env_file(self) -> Path:
+        return self.run_dir / "stack.env"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.run_dir / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.run_dir / "supervisor.sock"
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.run_dir / "nginx.conf"
+
+    @property
+    def redis_conf(self) -> Path:
+        return self.run_dir / "redis.conf"
+
+    @property
+    def database(self) -> tuple[str, int, str, str, str]:
+        """(host, port, user, password, database name) from DATABASE_URL."""
+        parts = urlsplit(self.settings.database_url)
+        return (
+            parts.hostname or "127.0.0.1",
+            parts.port or 5432,
+            parts.username or "moked",
+            parts.password or "",
+            parts.path.lstrip("/") or "moked",
+        )
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.settings.redis_url).port or 6379
+
+    @property
+    def manages_postgres(self) -> bool:
+        return is_loopback(self.database[0])
+
+    @property
+    def manages_redis(self) -> bool:
+        return is_loopback(urlsplit(self.settings.redis_url).hostname)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+
+def postgres_bin() -> Path:
+    for candidate in POSTGRES_BIN_CANDIDATES:
+        if (candidate / "postgres").exists():
+            return candidate
+    raise FileNotFoundError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def fallback_twiml(settings: Settings) -> dict[str, str]:
+    """The static TwiML nginx answers with when the app is down, built by our builders."""
+    default = twiml.Greeting(audio_url=None, text=settings.default_greeting_text)
+    answers = {
+        "FALLBACK_INCOMING_CALL_TWIML": twiml.incoming_call(
+            default, twiml.RecordOptions(), settings.no_message_text
+        ),
+        "FALLBACK_HANDLE_RECORDING_TWIML": twiml.thanks_and_hangup(settings.thanks_text),
+    }
+    for name, body in answers.items():
+        if "$" in body or "'" in body:
+            raise ValueError(f"{name} cannot be embedded in nginx.conf: it holds $ or '")
+    return answers
+
+
+def render_nginx(template: str, variables: dict[str, str]) -> str:
+    """Fill ${NAME} placeholders; nginx's own $variables are left alone."""
+    rendered = string.Template(template).safe_substitute(variables)
+    missing = [name for name in variables if "${" + name + "}" in rendered]
+    if missing:
+        raise ValueError(f"unrendered nginx variables: {missing}")
+    return rendered
+
+
+def nginx_variables(layout: StackLayout) -> dict[str, str]:
+    settings = layout.settings
+    user = "user nobody nogroup;" if running_as_root() else ""
+    return {
+        "NGINX_USER_DIRECTIVE": user,
+        "NGINX_RUN_DIR": str(layout.nginx_run_dir),
+        "NGINX_LOG_DIR": str(layout.log_dir),
+        "NGINX_FALLBACK_LOG": str(settings.nginx_fallback_log),
+        "NGINX_LISTEN": f"127.0.0.1:{settings.http_port}",
+        "WEBHOOKS_UPSTREAM": f"127.0.0.1:{settings.webhooks_port}",
+        "CRM_UPSTREAM": f"127.0.0.1:{settings.crm_port}",
+        "GREETINGS_DIR": str(settings.greetings_dir.resolve()),
+        "RECORDINGS_DIR": str(settings.recordings_dir.resolve()),
+        **fallback_twiml(settings),
+    }
+
+
+def redis_config(layout: StackLayout) -> str:
+    return "\n".join(
+        [
+            "bind 127.0.0.1",
+            f"port {layout.redis_port}",
+            f"dir {layout.redis_dir}",
+            "daemonize no",
+            # The queue must survive a restart: AOF every second plus snapshots.
+            "appendonly yes",
+            "appendfsync everysec",
+            "save 60 1",
+            "protected-mode yes",
+            "loglevel notice",
+            "",
+        ]
+    )
+
+
+def _program(name: str, command: str, *, priority: int, extra: dict[str, str] | None = None) -> str:
+    lines = [
+        f"[program:{name}]",
+        f"command={command}",
+        f"priority={priority}",
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=2",
+        "startretries=100",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "stopwaitsecs=15",
+        "redirect_stderr=true",
+        "stdout_logfile=%(here)s/../log/" + name + ".log",
+        "stdout_logfile_maxbytes=20MB",
+        "stdout_logfile_backups=2",
+    ]
+    lines += [f"{key}={value}" for key, value in (extra or {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def supervisord_config(layout: StackLayout, programs: list[str]) -> str:
+    """supervisord restarts what crashes; each program is a service of the design."""
+    return "\n".join(
+        [
+            "[unix_http_server]",
+            f"file={layout.supervisor_socket}",
+            "chmod=0700",
+            "",
+            "[supervisord]",
+            f"logfile={layout.log_dir / 'supervisord.log'}",
+            f"pidfile={layout.run_dir / 'supervisord.pid'}",
+            f"directory={REPO_ROOT}",
+            "nodaemon=false",
+            "minfds=4096",
+            f'environment=MOKED_ENV_FILE="{layout.env_file}",MOKED_STATE_DIR="{layout.state_dir}"',
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{layout.supervisor_socket}",
+            "",
+            *programs,
+        ]
+    )
+
+
+def program_sections(layout: StackLayout) -> list[str]:
+    """Every native service, in start order."""
+    settings = layout.settings
+    launcher = str(SERVICE_LAUNCHER)
+    sections: list[str] = []
+    if layout.manages_postgres:
+        host, port, _, _, _ = layout.database
+        pg = postgres_bin() / "postgres"
+        extra = {"user": "postgres"} if running_as_root() else {}
+        sections.append(
+            _program(
+                "postgres",
+                f"{pg} -D {layout.pgdata} -p {port} -k {layout.pg_socket_dir}"
+                f" -c listen_addresses={host} -c max_connections=200"
+                " -c fsync=on -c shared_buffers=128MB",
+                priority=10,
+                extra={**extra, "stopsignal": "INT"},
+            )
+        )
+    if layout.manages_redis:
+        sections.append(_program("redis", f"redis-server {layout.redis_conf}", priority=10))
+    sections.append(
+        _program(
+            "webhooks",
+            f"{launcher} webhooks",
+            priority=20,
+            extra={
+                "environment": f'WEBHOOKS_BIND="127.0.0.1:{settings.webhooks_port}",'
+                f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "webhooks"}"'
+            },
+        )
+    )
+    sections.append(_program("reconciler", f"{launcher} reconciler", priority=30))
+    sections.append(
+        _program(
+            "nginx",
+            f"nginx -c {layout.nginx_conf} -g 'daemon off;'",
+            priority=40,
+        )
+    )
+    return sections
+
+
+def prepare_dirs(layout: StackLayout) -> None:
+    settings = layout.settings
+    for directory in (
+        layout.run_dir,
+        layout.log_dir,
+        layout.redis_dir,
+        layout.nginx_run_dir,
+        layout.metrics_dir,
+        settings.spool_dir,
+    ):
+        directory.mkdir(parents=True, exist_ok=True)
+    # nginx workers run as nobody: greetings and recordings must be readable by them.
+    for directory in (settings.greetings_dir, settings.recordings_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+    layout.state_dir.chmod(0o755)
+    layout.log_dir.chmod(0o755)
+    layout.run_dir.chmod(0o755)
+    if running_as_root():
+        shutil.chown(layout.nginx_run_dir, "nobody")
+        if layout.manages_postgres:
+            layout.pg_socket_dir.mkdir(exist_ok=True)
+            shutil.chown(layout.pg_socket_dir, "postgres")
+    else:
+        layout.pg_socket_dir.mkdir(exist_ok=True)

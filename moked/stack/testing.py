@@ -1,0 +1,137 @@
+"""A whole native stack for a test session: the same runner as `make up`, on free ports.
+
+Also playing Twilio's part at the HTTP level: signed form posts through nginx.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from moked.settings import ENV_FILE_VARIABLE, Settings, get_settings, load_settings
+from moked.stack import native
+from moked.stack.config import StackLayout
+from moked.twilio.signature import SIGNATURE_HEADER, sign
+
+TEST_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_test_settings(state_dir: Path, **overrides: object) -> Settings:
+    password = secrets.token_hex(8)
+    http_port = free_port()
+    values: dict[str, object] = {
+        "moked_env": "development",
+        "public_host": f"http://127.0.0.1:{http_port}",
+        "http_port": http_port,
+        "webhooks_port": free_port(),
+        "crm_port": free_port(),
+        "transcriber_metrics_port": free_port(),
+        "reconciler_metrics_port": free_port(),
+        "prometheus_port": free_port(),
+        "database_url": f"postgresql+psycopg2://moked:{password}@127.0.0.1:{free_port()}/moked",
+        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        "twilio_account_sid": TEST_ACCOUNT_SID,
+        "twilio_auth_token": secrets.token_hex(16),
+        "secret_key": secrets.token_hex(32),
+        "state_dir": state_dir,
+        "greetings_dir": state_dir / "media" / "voice_responses",
+        "recordings_dir": state_dir / "media" / "recordings",
+        "spool_dir": state_dir / "spool",
+        "nginx_fallback_log": state_dir / "log" / "twilio_fallback.log",
+        "reconcile_interval_seconds": 1.0,
+        "reconcile_stale_after_seconds": 5.0,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def make_state_dir(prefix: str = "moked-test-") -> Path:
+    """A state directory the postgres and nobody users can traverse (pytest's are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class TestStack:
+    layout: StackLayout
+
+    @property
+    def settings(self) -> Settings:
+        return self.layout.settings
+
+    @property
+    def base(self) -> str:
+        return self.settings.public_base
+
+    def supervisorctl(self, *args: str) -> str:
+        return native.supervisorctl(self.layout, *args, check=False)
+
+    def post(
+        self,
+        path: str,
+        params: Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]],
+        *,
+        query: str = "",
+        signed: bool = True,
+        signature: str | None = None,
+        timeout: float = 15.0,
+    ) -> requests.Response:
+        """POST as Twilio does: form-encoded, signed over PUBLIC_HOST + path + query."""
+        url = self.base + path + (f"?{query}" if query else "")
+        if isinstance(params, Mapping):
+            pairs: list[tuple[str, str]] = []
+            for key, value in params.items():
+                values = [value] if isinstance(value, str) else list(value)
+                pairs += [(key, v) for v in values]
+        else:
+            pairs = list(params)
+        headers = {"User-Agent": "TwilioProxy/1.1"}
+        if signed:
+            multi: dict[str, list[str]] = {}
+            for key, value in pairs:
+                multi.setdefault(key, []).append(value)
+            headers[SIGNATURE_HEADER] = signature or sign(
+                self.settings.twilio_auth_token.get_secret_value(), url, _MultiDict(multi)
+            )
+        return requests.post(
+            url, data=pairs, headers=headers, timeout=timeout, allow_redirects=False
+        )
+
+
+class _MultiDict(dict[str, list[str]]):
+    def getlist(self, key: str) -> list[str]:
+        return self[key]
+
+
+def start_test_stack(state_dir: Path, **overrides: object) -> TestStack:
+    settings = make_test_settings(state_dir, **overrides)
+    layout = StackLayout(settings=settings, state_dir=state_dir)
+    native.start(layout)
+    native.wait_healthy(layout, timeout=90)
+    os.environ[ENV_FILE_VARIABLE] = str(layout.env_file)
+    get_settings.cache_clear()
+    from moked.db.session import reset_engine
+
+    reset_engine()
+    return TestStack(layout=layout)
+
+
+def stop_test_stack(stack: TestStack, *, remove: bool = True) -> None:
+    native.stop(stack.layout)
+    if remove:
+        shutil.rmtree(stack.layout.state_dir, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""What Moked knows about Twilio: signatures, TwiML, the REST API."""

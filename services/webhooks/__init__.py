@@ -1,0 +1,1 @@
+"""The webhooks service: the Flask app Twilio calls, run by gunicorn behind nginx."""

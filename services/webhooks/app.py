@@ -1,0 +1,321 @@
+"""The service Twilio talks to. Every answer is TwiML (text/xml) or text/plain, fast.
+
+Nothing slow happens here: the event is logged and folded into Postgres in one short
+transaction (or spooled to disk when Postgres is down), transcription is queued, and the
+answer goes back. Unknown failures still answer valid TwiML: a caller is never dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from moked import metrics
+from moked.db.models import Business
+from moked.db.session import get_engine, session_scope
+from moked.greetings import greeting_url, is_playable
+from moked.intake import Effects, InboundEvent, RawParams, apply_event
+from moked.queue import enqueue_transcription, redis_client
+from moked.settings import Settings, get_settings
+from moked.spool import Spool
+from moked.statuses import Endpoint
+from moked.twilio import signature, twiml
+
+log = logging.getLogger(__name__)
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
+bp = Blueprint("webhooks", __name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswer:
+    """What a business's callers hear; remembered so a database outage still greets them."""
+
+    greeting: twiml.Greeting
+    record: twiml.RecordOptions
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["MOKED_SETTINGS"]
+    return settings
+
+
+def _redis() -> Redis:
+    client: Redis = current_app.config["MOKED_REDIS"]
+    return client
+
+
+def _last_known() -> dict[str, CallAnswer]:
+    cache: dict[str, CallAnswer] = current_app.config["MOKED_LAST_KNOWN_ANSWERS"]
+    return cache
+
+
+def _xml(body: str) -> Response:
+    return Response(body, status=200, content_type=twiml.TWIML_CONTENT_TYPE)
+
+
+def _plain(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, content_type=TEXT_PLAIN)
+
+
+def _raw_params() -> RawParams:
+    """The form as sent; a name sent twice keeps both values (Twilio signs both)."""
+    params: RawParams = {}
+    for key, values in request.form.lists():
+        params[key] = values[0] if len(values) == 1 else list(values)
+    return params
+
+
+def _raw_path() -> str:
+    """The path exactly as sent (gunicorn's RAW_URI), percent-escapes intact."""
+    raw_uri = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    return raw_uri.split("?", 1)[0] or request.path
+
+
+def _signature_ok() -> bool:
+    settings = _settings()
+    raw_query = request.query_string.decode("latin-1")
+    url = signature.signed_url(settings.public_base, _raw_path(), raw_query)
+    return signature.is_valid(
+        settings.twilio_auth_token.get_secret_value(),
+        url,
+        request.form,
+        request.headers.get(signature.SIGNATURE_HEADER),
+    )
+
+
+def _default_answer(settings: Settings) -> CallAnswer:
+    return CallAnswer(
+        greeting=twiml.Greeting(audio_url=None, text=settings.default_greeting_text),
+        record=twiml.RecordOptions(),
+    )
+
+
+def _answer_for(settings: Settings, business: Business | None) -> CallAnswer:
+    if business is None:
+        return _default_answer(settings)
+    audio_url = None
+    if is_playable(settings.greetings_dir, business.greeting_file):
+        assert business.greeting_file is not None
+        audio_url = greeting_url(settings.public_base, business.greeting_file)
+    return CallAnswer(
+        greeting=twiml.Greeting(
+            audio_url=audio_url,
+            text=business.greeting_text or settings.default_greeting_text,
+            language=business.language or twiml.SAY_LANGUAGE,
+        ),
+        record=twiml.RecordOptions(
+            max_length=business.record_max_length,
+            timeout=business.record_timeout,
+            finish_on_key=business.record_finish_on_key,
+            play_beep=business.record_play_beep,
+            trim=business.record_trim,
+        ),
+    )
+
+
+def _store(event: InboundEvent) -> tuple[Effects | None, CallAnswer | None]:
+    """Apply the event; on a database failure keep it in the spool. Never raises."""
+    settings = _settings()
+    try:
+        with session_scope() as session:
+            effects = apply_event(session, event)
+            answer = None
+            if event.endpoint is Endpoint.INCOMING_CALL:
+                business = (
+                    session.get(Business, effects.business_id) if effects.business_id else None
+                )
+                answer = _answer_for(settings, business)
+        return effects, answer
+    except SQLAlchemyError as exc:
+        log.warning("postgres unavailable (%s); spooling %s", type(exc).__name__, event.event_id)
+    except Exception:
+        log.exception("could not apply %s; spooling it for replay", event.event_id)
+    try:
+        Spool(settings.spool_dir).put(event)
+        metrics.WEBHOOK_EVENTS_SPOOLED.labels(event.endpoint.value).inc()
+    except OSError:
+        log.exception("could not spool %s: %s", event.event_id, json.dumps(event.to_json()))
+    return None, None
+
+
+def _enqueue(recording_sid: str) -> None:
+    try:
+        enqueue_transcription(_redis(), recording_sid)
+    except RedisError as exc:
+        # The recording row says "awaiting transcription"; the reconciler queues it later.
+        metrics.TRANSCRIPTION_ENQUEUE_FAILURES.inc()
+        log.warning("redis unavailable (%s); %s left to the reconciler", exc, recording_sid)
+
+
+def _incoming_call(event: InboundEvent) -> Response:
+    settings = _settings()
+    to_number = event.flat.get("To", "")
+    effects, answer = _store(event)
+    if answer is not None:
+        _last_known()[to_number] = answer
+    else:
+        answer = _last_known().get(to_number) or _default_answer(settings)
+    if effects is not None and effects.new_call:
+        metrics.CALLS_RECEIVED.labels(str(effects.business_id or "unassigned")).inc()
+    return _xml(twiml.incoming_call(answer.greeting, answer.record, settings.no_message_text))
+
+
+def _handle_recording(event: InboundEvent) -> Response:
+    _store(event)
+    return _xml(twiml.thanks_and_hangup(_settings().thanks_text))
+
+
+def _recording_status(event: InboundEvent) -> Response:
+    effects, _ = _store(event)
+    if effects is not None and effects.enqueue_recording_sid:
+        _enqueue(effects.enqueue_recording_sid)
+    return _plain("OK")
+
+
+def _call_status(event: InboundEvent) -> Response:
+    _store(event)
+    return _plain("OK")
+
+
+def _twilio_alerts(event: InboundEvent) -> Response:
+    """Twilio's Debugger webhook: count each error code so operators are paged."""
+    params = event.flat
+    try:
+        payload = json.loads(params.get("Payload") or "{}")
+    except ValueError:
+        payload = {}
+    code = str(payload.get("error_code") or "unknown") if isinstance(payload, dict) else "unknown"
+    level = (params.get("Level") or "unknown").lower()
+    code = code[:16] if code.isalnum() else "invalid"
+    level = level if level in ("error", "warning", "notice", "debug") else "unknown"
+    metrics.TWILIO_ERRORS.labels(code=code, level=level).inc()
+    _store(event)
+    return _plain("OK")
+
+
+HANDLERS = {
+    Endpoint.INCOMING_CALL: _incoming_call,
+    Endpoint.HANDLE_RECORDING: _handle_recording,
+    Endpoint.RECORDING_STATUS: _recording_status,
+    Endpoint.CALL_STATUS: _call_status,
+    Endpoint.TWILIO_ALERTS: _twilio_alerts,
+}
+
+
+@bp.post("/webhook/<name>")
+def webhook(name: str) -> Response:
+    try:
+        endpoint = Endpoint(name)
+    except ValueError:
+        return _plain("Not Found", 404)
+    g.endpoint = endpoint
+    if not _signature_ok():
+        metrics.WEBHOOK_SIGNATURE_FAILURES.labels(endpoint.value).inc()
+        return _plain("Forbidden: invalid X-Twilio-Signature", 403)
+    event = InboundEvent(
+        endpoint=endpoint, params=_raw_params(), received_at=dt.datetime.now(dt.UTC)
+    )
+    return HANDLERS[endpoint](event)
+
+
+@bp.route("/webhook/ping", methods=["GET", "POST"])
+def ping() -> Response:
+    """Constant TwiML, no signature, no database: the baseline `make bench` compares with."""
+    return _xml(twiml.empty())
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return _plain("ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    problems = []
+    try:
+        with get_engine().connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        problems.append(f"postgres: {type(exc).__name__}")
+    try:
+        _redis().ping()
+    except RedisError as exc:
+        problems.append(f"redis: {type(exc).__name__}")
+    if problems:
+        return _plain("not ready: " + "; ".join(problems), 503)
+    return _plain("ready")
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
+
+
+def _fallback_for(endpoint: Endpoint | None) -> Response:
+    settings = _settings()
+    if endpoint is Endpoint.INCOMING_CALL:
+        answer = _default_answer(settings)
+        return _xml(twiml.incoming_call(answer.greeting, answer.record, settings.no_message_text))
+    if endpoint is Endpoint.HANDLE_RECORDING:
+        return _xml(twiml.thanks_and_hangup(settings.thanks_text))
+    return _plain("OK")
+
+
+def _before() -> None:
+    g.started = time.perf_counter()
+
+
+def _after(response: Response) -> Response:
+    endpoint: Endpoint | None = g.get("endpoint")
+    if endpoint is None:
+        return response
+    elapsed = time.perf_counter() - g.started
+    metrics.WEBHOOK_DURATION.labels(endpoint.value).observe(elapsed)
+    metrics.WEBHOOK_RESPONSES.labels(
+        endpoint.value, str(response.status_code), response.mimetype or "none"
+    ).inc()
+    if elapsed > _settings().webhook_slow_seconds:
+        metrics.WEBHOOK_SLOW.labels(endpoint.value).inc()
+    if endpoint.answers_twiml and response.status_code == 200 and response.mimetype != "text/xml":
+        metrics.WEBHOOK_NON_TWIML.labels(endpoint.value).inc()
+    return response
+
+
+def _on_error(exc: Exception) -> Response:
+    """Last resort: a bug must not become an 11200 for a caller."""
+    if isinstance(exc, HTTPException):
+        return _plain(exc.name, exc.code or 400)
+    log.exception("unhandled error in webhook")
+    endpoint = g.get("endpoint")
+    if isinstance(endpoint, Endpoint):
+        return _fallback_for(endpoint)
+    return _plain("Internal error", 200 if request.path.startswith("/webhook/") else 500)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        MOKED_SETTINGS=settings,
+        MOKED_REDIS=redis_client(settings.redis_url),
+        MOKED_LAST_KNOWN_ANSWERS={},
+        MAX_CONTENT_LENGTH=256 * 1024,
+    )
+    app.url_map.strict_slashes = False  # never a redirect for a trailing slash
+    app.register_blueprint(bp)
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_error_handler(Exception, _on_error)
+    return app

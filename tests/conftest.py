@@ -1,0 +1,54 @@
+"""Session fixtures: one real native stack (Postgres, Redis, nginx, gunicorn, workers)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy.orm import Session
+
+from moked.businesses import BusinessSpec, upsert_business
+from moked.db.models import Business
+from moked.db.session import session_scope
+from moked.stack.testing import (
+    TestStack,
+    make_state_dir,
+    start_test_stack,
+    stop_test_stack,
+)
+from tests.helpers import unique_number
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[TestStack]:
+    state_dir = make_state_dir()
+    running = start_test_stack(state_dir)
+    try:
+        yield running
+    finally:
+        stop_test_stack(running)
+
+
+@pytest.fixture
+def db(stack: TestStack) -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+@pytest.fixture
+def make_business(stack: TestStack):  # type: ignore[no-untyped-def]
+    def factory(**kwargs: object) -> Business:
+        spec = BusinessSpec(
+            name=str(kwargs.pop("name", f"Business {secrets.token_hex(4)}")),
+            numbers=tuple(kwargs.pop("numbers", (unique_number(),))),  # type: ignore[arg-type]
+            **kwargs,  # type: ignore[arg-type]
+        )
+        with session_scope() as session:
+            business = upsert_business(session, spec, stack.settings.greetings_dir)
+            session.refresh(business)
+            _ = business.numbers
+            session.expunge(business)
+        return business
+
+    return factory
