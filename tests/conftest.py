@@ -12,7 +12,7 @@ from moked.businesses import BusinessSpec, upsert_business
 from moked.db.models import Business
 from moked.db.session import session_scope
 from moked.stack.testing import (
-    TestStack,
+    StackUnderTest,
     make_state_dir,
     start_test_stack,
     stop_test_stack,
@@ -21,7 +21,7 @@ from tests.helpers import unique_number
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[TestStack]:
+def stack() -> Iterator[StackUnderTest]:
     state_dir = make_state_dir()
     running = start_test_stack(state_dir)
     try:
@@ -31,13 +31,13 @@ def stack() -> Iterator[TestStack]:
 
 
 @pytest.fixture
-def db(stack: TestStack) -> Iterator[Session]:
+def db(stack: StackUnderTest) -> Iterator[Session]:
     with session_scope() as session:
         yield session
 
 
 @pytest.fixture
-def make_business(stack: TestStack):  # type: ignore[no-untyped-def]
+def make_business(stack: StackUnderTest):  # type: ignore[no-untyped-def]
     def factory(**kwargs: object) -> Business:
         spec = BusinessSpec(
             name=str(kwargs.pop("name", f"Business {secrets.token_hex(4)}")),

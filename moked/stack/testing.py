@@ -67,7 +67,7 @@ def make_state_dir(prefix: str = "moked-test-") -> Path:
 
 
 @dataclass
-class TestStack:
+class StackUnderTest:
     layout: StackLayout
 
     @property
@@ -118,7 +118,7 @@ class _MultiDict(dict[str, list[str]]):
         return self[key]
 
 
-def start_test_stack(state_dir: Path, **overrides: object) -> TestStack:
+def start_test_stack(state_dir: Path, **overrides: object) -> StackUnderTest:
     settings = make_test_settings(state_dir, **overrides)
     layout = StackLayout(settings=settings, state_dir=state_dir)
     native.start(layout)
@@ -128,10 +128,10 @@ def start_test_stack(state_dir: Path, **overrides: object) -> TestStack:
     from moked.db.session import reset_engine
 
     reset_engine()
-    return TestStack(layout=layout)
+    return StackUnderTest(layout=layout)
 
 
-def stop_test_stack(stack: TestStack, *, remove: bool = True) -> None:
+def stop_test_stack(stack: StackUnderTest, *, remove: bool = True) -> None:
     native.stop(stack.layout)
     if remove:
         shutil.rmtree(stack.layout.state_dir, ignore_errors=True)
