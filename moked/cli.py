@@ -14,6 +14,9 @@ from moked.settings import ConfigurationError, Settings, get_settings
 DEMO_BUSINESS = "עסק לדוגמה"
 DEMO_NUMBER = "+97235550100"
 DEMO_GREETING_TEXT = "שלום, הגעתם לעסק לדוגמה. אנא השאירו הודעה אחרי הצליל."
+DEMO_ADMIN_EMAIL = "admin@moked.local"
+DEMO_ADMIN_FILE = "demo-admin.txt"
+"""Under STATE_DIR (mode 0600): the demo admin's generated login, so `make up` shows it again."""
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -40,13 +43,19 @@ def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     layout = _layout(settings)
     assert isinstance(layout, StackLayout)
     native.start(layout)
+    login: list[str] = []
     if not args.no_seed:
         seed_demo(layout.settings)
+        login = seed_demo_admin(layout.settings)
     native.wait_healthy(layout)
     print(f"Moked is up (state in {layout.state_dir})")
     print(f"  webhooks (Twilio) : {layout.settings.public_base}/webhook/incoming_call")
     print(f"  greetings         : {layout.settings.public_base}/server/static/voice_responses/")
     print(f"  CRM               : {layout.http_url}/")
+    print(f"  Prometheus        : http://127.0.0.1:{layout.settings.prometheus_port}/alerts")
+    print(f"  Alertmanager      : http://127.0.0.1:{layout.settings.alertmanager_port}/")
+    for line in login:
+        print(f"  CRM login         : {line}")
     print(f"  logs              : {layout.log_dir}")
     print("  stop              : make down")
     return 0
@@ -95,6 +104,32 @@ def seed_demo(settings: Settings) -> None:
     )
     with session_scope() as session:
         upsert_business(session, spec, settings.greetings_dir)
+
+
+def seed_demo_admin(settings: Settings) -> list[str]:
+    """The demo admin (idempotent); its generated password is kept in STATE_DIR."""
+    from werkzeug.security import check_password_hash
+
+    from moked.accounts import Role, add_user, find_user
+    from moked.db.session import session_scope
+
+    path = settings.state_dir / DEMO_ADMIN_FILE
+    with session_scope() as session:
+        user = find_user(session, DEMO_ADMIN_EMAIL)
+        if user is None:
+            created = add_user(session, DEMO_ADMIN_EMAIL, role=Role.ADMIN, business=DEMO_BUSINESS)
+            assert created.password is not None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{DEMO_ADMIN_EMAIL}\n{created.password}\n", encoding="utf-8")
+            path.chmod(0o600)
+            return [f"{DEMO_ADMIN_EMAIL} / {created.password}  (kept in {path})"]
+        lines = path.read_text(encoding="utf-8").split() if path.exists() else []
+        if len(lines) == 2 and check_password_hash(user.password_hash, lines[1]):
+            return [f"{DEMO_ADMIN_EMAIL} / {lines[1]}  (kept in {path})"]
+    return [
+        f"{DEMO_ADMIN_EMAIL} (password changed since it was generated; to reset:"
+        f" moked user add --email {DEMO_ADMIN_EMAIL} --role admin --password NEW)"
+    ]
 
 
 # --- data -------------------------------------------------------------------------------
@@ -170,12 +205,50 @@ def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.accounts import Role, add_user
+    from moked.db.session import session_scope
+
+    with session_scope() as session:
+        result = add_user(
+            session,
+            args.email,
+            role=Role(args.role),
+            business=args.business,
+            password=args.password,
+            name=args.name,
+        )
+    verb = "created" if result.created else "updated"
+    where = f", business {args.business}" if args.business else ""
+    print(f"{verb} {args.role} {result.email}{where}")
+    if result.password is not None:
+        print(f"password: {result.password}")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.accounts import create_token
+    from moked.db.session import session_scope
+
+    with session_scope() as session:
+        token = create_token(session, args.email, label=args.label)
+    print(token)
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from moked.queue import redis_client
     from moked.reconcile import run_forever, run_once
 
     redis = redis_client(settings.redis_url)
     if args.loop:
+        from prometheus_client import start_http_server
+
+        from moked.reconcile import initialise_metrics
+
+        initialise_metrics()
+        # The reconciler's /metrics: fallback answers, replays, re-queues, the backlog.
+        start_http_server(settings.reconciler_metrics_port, addr=settings.metrics_bind_host)
         run_forever(settings, redis, interval=args.interval)
         return 0
     report = run_once(settings, redis)
@@ -225,10 +298,37 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_call_show)
 
+    user = commands.add_parser("user", help="CRM users").add_subparsers(
+        dest="user_command", required=True
+    )
+    user_add = user.add_parser("add", help="add a user or give one access to a business")
+    user_add.add_argument("--email", required=True)
+    user_add.add_argument("--business", help="business name or id (required for staff)")
+    user_add.add_argument("--role", choices=("staff", "admin"), default="staff")
+    user_add.add_argument("--password", help="omit to print a generated one")
+    user_add.add_argument("--name")
+    user_add.set_defaults(handler=cmd_user_add)
+
+    token = commands.add_parser("token", help="API tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    token_create = token.add_parser("create", help="create a bearer token (printed once)")
+    token_create.add_argument("--email", required=True)
+    token_create.add_argument("--label")
+    token_create.set_defaults(handler=cmd_token_create)
+
     reconcile = commands.add_parser("reconcile", help="replay and re-queue what was left")
     reconcile.add_argument("--loop", action="store_true", help="run forever")
     reconcile.add_argument("--interval", type=float, default=None)
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    from moked.deploy_cli import add_parsers as add_deploy_commands
+
+    add_deploy_commands(commands)
+
+    from moked.simulator.cli import add_parser as add_simulate_call
+
+    add_simulate_call(commands)
     return parser
 
 

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mutagen import MutagenError
 from mutagen.mp3 import MP3, HeaderNotFoundError
@@ -65,16 +66,17 @@ def inspect_mp3(data: bytes) -> GreetingInfo:
     if len(data) > MAX_GREETING_BYTES:
         raise InvalidGreeting(f"file is larger than {MAX_GREETING_BYTES // (1024 * 1024)} MB")
     try:
-        audio = MP3(io.BytesIO(data))
+        audio = MP3(io.BytesIO(data))  # type: ignore[no-untyped-call]
     except (HeaderNotFoundError, MutagenError) as exc:
         raise InvalidGreeting("not an MP3 file") from exc
-    seconds = float(audio.info.length)
+    info: Any = audio.info
+    seconds = float(info.length)
     if seconds < MIN_GREETING_SECONDS:
         raise InvalidGreeting("the recording is too short")
     if seconds > MAX_GREETING_SECONDS:
         raise InvalidGreeting(f"longer than {int(MAX_GREETING_SECONDS)} seconds")
     return GreetingInfo(
-        seconds=seconds, bitrate=int(audio.info.bitrate), sample_rate=int(audio.info.sample_rate)
+        seconds=seconds, bitrate=int(info.bitrate), sample_rate=int(info.sample_rate)
     )
 
 

@@ -83,7 +83,7 @@ NGINX_FALLBACK_ANSWERS = Counter(
 # Transcription.
 TRANSCRIPTION_JOBS = Counter(
     "moked_transcription_jobs_total",
-    "Transcription jobs finished, by outcome (ready, empty, failed, retry).",
+    "Transcription jobs finished, by outcome (ready, empty, failed, retry, skipped).",
     ["outcome", "backend"],
 )
 TRANSCRIPTION_SECONDS = Histogram(
@@ -117,6 +117,25 @@ TRANSCRIPTION_WORKERS = Gauge(
     "moked_transcription_workers",
     "Live transcription workers registered in Redis.",
     multiprocess_mode="livemax",
+)
+TRANSCRIPTION_MODEL_LOADS = Counter(
+    "moked_transcription_model_loads_total",
+    "Speech models loaded by transcriber processes (once per process, never per job).",
+    ["backend", "model"],
+)
+TRANSCRIPTION_DOWNLOAD_SECONDS = Histogram(
+    "moked_transcription_download_duration_seconds",
+    "Time to fetch one recording from Twilio, 404 retries included.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40),
+)
+TWILIO_RECORDINGS_DELETED = Counter(
+    "moked_twilio_recordings_deleted_total",
+    "Recordings deleted from Twilio after the local copy was verified, by result.",
+    ["result"],
+)
+RECONCILER_TWILIO_RECOVERED = Counter(
+    "moked_reconciler_twilio_recovered_total",
+    "Recordings found through Twilio's REST API whose status callback never arrived.",
 )
 RECONCILER_REQUEUED = Counter(
     "moked_reconciler_requeued_total",

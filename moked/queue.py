@@ -5,12 +5,14 @@ The job function is named by its import path so the core never imports a service
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 TRANSCRIPTION_QUEUE = "transcription"
 """The queue /webhook/recording_status feeds and transcriber workers consume."""
@@ -20,6 +22,13 @@ TRANSCRIBE_TIMEOUT_SECONDS = 15 * 60
 """A 30 s voicemail takes seconds; a long one on a slow CPU may take minutes."""
 RESULT_TTL_SECONDS = 24 * 3600
 FAILURE_TTL_SECONDS = 7 * 24 * 3600
+RETRY_INTERVALS_SECONDS = (15, 60, 240)
+"""Backoff between attempts of one job (run by the RQ scheduler): ~5 minutes in all."""
+MAX_ATTEMPTS = len(RETRY_INTERVALS_SECONDS) + 1
+"""Attempts (counted on the recording, across jobs) before a recording is marked failed."""
+LEASE_TTL_SECONDS = 15
+"""A running job renews its lease every LEASE_TTL/3 s; a lease that expired means the
+worker died (SIGKILL, OOM, power) and the job is abandoned."""
 
 _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
@@ -29,6 +38,15 @@ log = logging.getLogger(__name__)
 def transcription_job_id(recording_sid: str) -> str:
     """One job per recording: Twilio's duplicate callbacks collapse onto it."""
     return recording_sid
+
+
+def lease_key(recording_sid: str) -> str:
+    """Redis key a worker holds while it processes the recording."""
+    return f"moked:transcription:lease:{recording_sid}"
+
+
+def lease_alive(redis: Redis, recording_sid: str) -> bool:
+    return bool(redis.exists(lease_key(recording_sid)))
 
 
 def redis_client(url: str) -> Redis:
@@ -62,7 +80,43 @@ def enqueue_transcription(redis: Redis, recording_sid: str) -> bool:
         job_timeout=TRANSCRIBE_TIMEOUT_SECONDS,
         result_ttl=RESULT_TTL_SECONDS,
         failure_ttl=FAILURE_TTL_SECONDS,
+        retry=Retry(max=len(RETRY_INTERVALS_SECONDS), interval=list(RETRY_INTERVALS_SECONDS)),
         description=f"transcribe {recording_sid}",
     )
     log.info("queued transcription of %s", recording_sid)
     return True
+
+
+def abandoned_job(redis: Redis, recording_sid: str, *, worker_dead: bool = False) -> Job | None:
+    """The recording's job when RQ thinks it runs but no live worker holds its lease.
+
+    `worker_dead`: the caller saw the worker process die, so a fresh job counts too.
+    """
+    job = pending_job(redis, recording_sid)
+    if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
+        return None
+    if lease_alive(redis, recording_sid):
+        return None
+    started = None if worker_dead else job.started_at
+    if started is not None:
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=dt.UTC)
+        age = (dt.datetime.now(dt.UTC) - started).total_seconds()
+        if age < LEASE_TTL_SECONDS:
+            return None  # the worker may not have taken its lease yet
+    return job
+
+
+def requeue_abandoned(redis: Redis, recording_sid: str, *, worker_dead: bool = False) -> bool:
+    """Put an abandoned job back on the queue at once (instead of RQ's ~job-timeout sweep).
+
+    Returns True when the job was abandoned and has been queued again.
+    """
+    job = abandoned_job(redis, recording_sid, worker_dead=worker_dead)
+    if job is None:
+        return False
+    registry = StartedJobRegistry(queue=transcription_queue(redis))
+    registry.remove_executions(job)
+    job.delete(remove_from_queue=True)
+    log.warning("job of %s was abandoned by a dead worker; queued again", recording_sid)
+    return enqueue_transcription(redis, recording_sid)

@@ -4,8 +4,11 @@ Each pass, in order:
 1. replays webhook events spooled to disk while Postgres was down;
 2. replays callbacks nginx answered with fallback TwiML while the app was down (their
    bodies are in nginx's fallback log; the signature is checked again);
-3. re-queues recordings waiting for a transcript whose job is gone (Redis lost its data,
-   a worker was killed).
+3. re-queues recordings waiting for a transcript whose job is gone (Redis lost its data)
+   or abandoned (its worker was killed: the job's lease in Redis expired);
+4. with Twilio credentials: asks Twilio's REST API for recordings of completed calls
+   whose status callback never arrived, and retries deletions from Twilio
+   (RECORDING_DELETE_FROM_TWILIO); see moked/twilio_sync.py.
 Every step is idempotent, so running it twice, or in two processes, is harmless.
 """
 
@@ -16,6 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from redis import Redis
@@ -24,15 +28,20 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from moked import metrics
+from moked import backlog, metrics, twilio_sync
 from moked.db.models import Recording
 from moked.db.session import session_scope
 from moked.intake import InboundEvent, apply_event, utcnow
-from moked.queue import enqueue_transcription, pending_job, transcription_queue
+from moked.queue import (
+    enqueue_transcription,
+    pending_job,
+    requeue_abandoned,
+    transcription_queue,
+)
 from moked.settings import Settings
 from moked.spool import Spool, SpoolCorrupt
 from moked.statuses import Endpoint, EventSource, ProcessingStatus
-from moked.twilio import signature
+from moked.twilio import debugger, signature
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,8 @@ class ReconcileReport:
     spool_replayed: int = 0
     fallback_replayed: int = 0
     requeued: int = 0
+    twilio_recovered: int = 0
+    twilio_deleted: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -120,6 +131,21 @@ class _MultiView(dict[str, list[str]]):
         return self[key]
 
 
+_fallback_counted: dict[Path, int] = {}
+"""Per fallback log, the offset up to which its answers are counted: a line whose replay
+fails (Postgres down) is read again next pass but counted once."""
+
+
+def _count_fallback_once(path: Path, offset: int, event: InboundEvent) -> None:
+    if offset < _fallback_counted.get(path, -1):
+        return
+    _fallback_counted[path] = offset + 1
+    metrics.NGINX_FALLBACK_ANSWERS.labels(event.endpoint.value).inc()
+    if event.endpoint is Endpoint.TWILIO_ALERTS:
+        # The app was down when Twilio reported this error: count it now.
+        debugger.count(debugger.parse(event.flat))
+
+
 def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
     """Apply new lines of nginx's fallback log; the offset is kept next to the log."""
     path = settings.nginx_fallback_log
@@ -130,6 +156,7 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
     size = path.stat().st_size
     if size < offset:  # rotated
         offset = 0
+        _fallback_counted.pop(path, None)
     replayed = 0
     with open(path, "rb") as handle:
         handle.seek(offset)
@@ -138,7 +165,7 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
                 break  # nginx is still writing this line
             event = parse_fallback_line(raw.decode("utf-8", "replace"), settings)
             if event is not None:
-                metrics.NGINX_FALLBACK_ANSWERS.labels(event.endpoint.value).inc()
+                _count_fallback_once(path, offset, event)
                 with session_scope() as session:
                     effects = apply_event(session, event)
                 replayed += 1
@@ -168,6 +195,11 @@ def requeue_stale(settings: Settings, redis: Redis) -> int:
         ).all()
     requeued = 0
     for recording_sid, status in rows:
+        if requeue_abandoned(redis, recording_sid):
+            # RQ says started, but the worker's lease expired: it died (SIGKILL, OOM).
+            requeued += 1
+            metrics.RECONCILER_REQUEUED.labels("abandoned").inc()
+            continue
         if pending_job(redis, recording_sid) is not None:
             continue
         if enqueue_transcription(redis, recording_sid):
@@ -188,6 +220,8 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         ("spool_replayed", replay_spool),
         ("fallback_replayed", replay_nginx_fallback),
         ("requeued", requeue_stale),
+        ("twilio_recovered", twilio_sync.recover_recordings),
+        ("twilio_deleted", twilio_sync.retry_deletions),
     )
     for attribute, step in steps:
         try:
@@ -195,13 +229,28 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         except RETRYABLE as exc:
             report.errors.append(f"{attribute}: {type(exc).__name__}: {exc}")
             log.warning("reconcile %s deferred: %s", attribute, exc)
+    backlog.measure(redis)
     return report
+
+
+def initialise_metrics() -> None:
+    """Series the alerts watch, at 0 from start, so their first increase is visible."""
+    debugger.initialise_metrics()
+    for endpoint in Endpoint:
+        metrics.NGINX_FALLBACK_ANSWERS.labels(endpoint.value)
+    for source in (EventSource.SPOOL, EventSource.NGINX_FALLBACK):
+        metrics.WEBHOOK_EVENTS_REPLAYED.labels(source.value)
 
 
 def run_forever(settings: Settings, redis: Redis, *, interval: float | None = None) -> None:
     pause = interval if interval is not None else settings.reconcile_interval_seconds
     while True:
         report = run_once(settings, redis)
-        if report.spool_replayed or report.fallback_replayed or report.requeued:
+        if (
+            report.spool_replayed
+            or report.fallback_replayed
+            or report.requeued
+            or report.twilio_recovered
+        ):
             log.info("reconciled: %s", report)
         time.sleep(pause)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "xxxxxxxx", "your-")
@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     no_message_text: str = "לא התקבלה הודעה. להתראות."
 
     transcriber_backend: TranscriberBackend = TranscriberBackend.AUTO
+    transcriber_workers: int = 1
+    """Worker processes per transcriber service; each holds its own copy of the model."""
     whisper_model: str = ""
     """Directory of a CTranslate2 Whisper model; empty = the embedded multilingual base."""
     whisper_compute_type: str = "int8"
@@ -101,6 +103,28 @@ class Settings(BaseSettings):
     """An answer slower than this counts as slow in the metrics (Twilio gives up at 15 s)."""
 
     prometheus_port: int = 9090
+    prometheus_url: str = ""
+    """Prometheus `moked doctor` asks for moked_twilio_errors_total; empty = the webhooks
+    service's own /metrics on 127.0.0.1:WEBHOOKS_PORT."""
+    prometheus_scrape_interval: str = Field(default="15s", pattern=r"^[1-9][0-9]*(ms|s|m)$")
+    """How often Prometheus scrapes every target and evaluates the alert rules."""
+    prometheus_retention: str = Field(default="15d", pattern=r"^[1-9][0-9]*(h|d|w|y)$")
+    alertmanager_port: int = 9093
+    nginx_exporter_port: int = 9113
+    postgres_exporter_port: int = 9187
+    redis_exporter_port: int = 9121
+    metrics_bind_host: str = "127.0.0.1"
+    """Where the reconciler's (and transcriber's) own /metrics server listens; 0.0.0.0 in
+    containers, so Prometheus in its own container can reach it."""
+
+    alert_email_to: str = "ops@localhost"
+    alert_email_from: str = "moked-alerts@localhost"
+    alert_smtp_smarthost: str = "127.0.0.1:25"
+    alert_smtp_username: str = ""
+    alert_smtp_password: SecretStr = SecretStr("")
+    alert_smtp_require_tls: bool = False
+    alert_webhook_url: str = "http://127.0.0.1:5001/"
+    """Alertmanager posts every notification here as JSON (a chat or paging bridge)."""
 
     @property
     def is_production(self) -> bool:

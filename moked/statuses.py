@@ -134,3 +134,5 @@ class EventSource(enum.StrEnum):
     """Kept on disk while Postgres was down, replayed later."""
     NGINX_FALLBACK = "nginx_fallback"
     """Answered by nginx while the app was down, replayed from nginx's log."""
+    TWILIO_API = "twilio_api"
+    """Found by the reconciler through Twilio's REST API (the callback never arrived)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -27,7 +28,8 @@ def stack() -> Iterator[StackUnderTest]:
     try:
         yield running
     finally:
-        stop_test_stack(running)
+        # MOKED_KEEP_TEST_STACK=1 keeps the state directory (logs, data) for a post-mortem.
+        stop_test_stack(running, remove=not os.environ.get("MOKED_KEEP_TEST_STACK"))
 
 
 @pytest.fixture

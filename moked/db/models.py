@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -102,6 +103,12 @@ class Call(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
     last_sequence_number: Mapped[int | None] = mapped_column(Integer)
+    handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When staff marked the call handled (None = open); set in the CRM."""
+    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -113,11 +120,24 @@ class Call(Base):
     recordings: Mapped[list[Recording]] = relationship(
         back_populates="call", order_by="Recording.id"
     )
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+    handled_by: Mapped[User | None] = relationship(foreign_keys=[handled_by_id])
+    call_tags: Mapped[list[CallTag]] = relationship(
+        cascade="all, delete-orphan", order_by="CallTag.created_at"
+    )
 
 
 class Recording(Base):
     __tablename__ = "recordings"
-    __table_args__ = (Index("ix_recordings_processing", "processing_status", "queued_at"),)
+    __table_args__ = (
+        Index("ix_recordings_processing", "processing_status", "queued_at"),
+        Index(
+            "ix_recordings_transcript_trgm",
+            "transcript",
+            postgresql_using="gin",
+            postgresql_ops={"transcript": "gin_trgm_ops"},
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     recording_sid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -177,3 +197,134 @@ class WebhookEvent(Base):
     stored_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+# --- CRM: users, access, tags, notes (migration 0002) -----------------------------------
+
+
+class User(Base):
+    """A CRM user. admin: every business; staff: the businesses of their memberships."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    """Stored lower-case."""
+    name: Mapped[str | None] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="staff")
+    """'admin' or 'staff' (moked.accounts.Role)."""
+    language: Mapped[str] = mapped_column(String(8), default="he")
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    memberships: Mapped[list[Membership]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("user_id", "business_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    business_id: Mapped[int] = mapped_column(
+        ForeignKey("businesses.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    user: Mapped[User] = relationship(back_populates="memberships")
+    business: Mapped[Business] = relationship()
+
+
+class ApiToken(Base):
+    """A bearer token for the API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    """The token's first characters, to tell tokens apart in listings."""
+    label: Mapped[str | None] = mapped_column(String(200))
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    user: Mapped[User] = relationship()
+
+
+class Tag(Base):
+    """A business's tag vocabulary."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("business_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class CallTag(Base):
+    __tablename__ = "call_tags"
+
+    call_id: Mapped[int] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(
+        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    tag: Mapped[Tag] = relationship()
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    author: Mapped[User | None] = relationship()
+
+
+class LoginAttempt(Base):
+    """Failed sign-ins, counted per e-mail and per address to throttle guessing."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_email_at", "email", "attempted_at"),
+        Index("ix_login_attempts_ip_at", "ip", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    ip: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+TRANSCRIPT_TRGM_INDEX = "ix_recordings_transcript_trgm"
+"""pg_trgm GIN index on recordings.transcript (migration 0002): substring search that works
+for Hebrew, whose prefixes (ו, ה, ב, ל, מ, ש) stick to words and defeat word stemming."""

@@ -158,6 +158,9 @@ def nginx_variables(layout: StackLayout) -> dict[str, str]:
         "CRM_UPSTREAM": f"127.0.0.1:{settings.crm_port}",
         "GREETINGS_DIR": str(settings.greetings_dir.resolve()),
         "RECORDINGS_DIR": str(settings.recordings_dir.resolve()),
+        # Docker adds TLS and its extra servers here (moked.stack.docker); none natively.
+        "NGINX_HTTP_INCLUDES": "",
+        "NGINX_SERVER_INCLUDES": "",
         **fallback_twiml(settings),
     }
 
@@ -197,6 +200,8 @@ def _program(name: str, command: str, *, priority: int, extra: dict[str, str] | 
         "stdout_logfile_maxbytes=20MB",
         "stdout_logfile_backups=2",
     ]
+    overridden = {key for key in (extra or {})}
+    lines = [line for line in lines if line.split("=", 1)[0] not in overridden]
     lines += [f"{key}={value}" for key, value in (extra or {}).items()]
     return "\n".join(lines) + "\n"
 
@@ -260,6 +265,31 @@ def program_sections(layout: StackLayout) -> list[str]:
             },
         )
     )
+    sections.append(
+        _program(
+            "crm-ui",
+            f"{launcher} crm-ui",
+            priority=20,
+            extra={
+                "environment": f'CRM_BIND="127.0.0.1:{settings.crm_port}",'
+                f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "crm-ui"}"'
+            },
+        )
+    )
+    sections.append(
+        _program(
+            "transcriber",
+            f"{launcher} transcriber",
+            priority=30,
+            extra={
+                "environment": f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "transcriber"}"',
+                # Only the pool gets SIGTERM: it lets each worker finish its job, then exits.
+                "stopasgroup": "false",
+                "stopwaitsecs": "60",
+                "startsecs": "5",
+            },
+        )
+    )
     sections.append(_program("reconciler", f"{launcher} reconciler", priority=30))
     sections.append(
         _program(
@@ -268,6 +298,9 @@ def program_sections(layout: StackLayout) -> list[str]:
             priority=40,
         )
     )
+    from moked.stack.monitoring import monitoring_programs  # it builds on this module
+
+    sections += monitoring_programs(layout)
     return sections
 
 

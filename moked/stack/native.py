@@ -23,6 +23,7 @@ import psycopg2
 from psycopg2 import sql
 
 from moked.settings import Settings, to_env, write_env_file
+from moked.stack import monitoring
 from moked.stack.config import (
     NGINX_TEMPLATE,
     REPO_ROOT,
@@ -196,9 +197,13 @@ def render(layout: StackLayout) -> dict[str, bool]:
         render_nginx(NGINX_TEMPLATE.read_text(encoding="utf-8"), nginx_variables(layout)),
     )
     changed["redis"] = _write_if_changed(layout.redis_conf, redis_config(layout))
+    sections = program_sections(layout)
     changed["supervisord"] = _write_if_changed(
-        layout.supervisord_conf, supervisord_config(layout, program_sections(layout))
+        layout.supervisord_conf, supervisord_config(layout, sections)
     )
+    monitoring.write_exporter_secrets(layout)
+    changed["prometheus"] = monitoring.render_prometheus(layout, sections)
+    changed["alertmanager"] = monitoring.render_alertmanager(layout)
     return changed
 
 
@@ -228,9 +233,14 @@ def start(layout: StackLayout) -> None:
             supervisorctl(layout, "reread")
             supervisorctl(layout, "update")
         if changed["env"]:
-            supervisorctl(layout, "restart", "webhooks", "reconciler", check=False)
+            supervisorctl(
+                layout, "restart", "webhooks", "crm-ui", "transcriber", "reconciler", check=False
+            )
         if changed["nginx"]:
             supervisorctl(layout, "signal", "HUP", "nginx", check=False)
+        for program in ("prometheus", "alertmanager"):  # both reload their config on HUP
+            if changed[program]:
+                supervisorctl(layout, "signal", "HUP", program, check=False)
     supervisorctl(layout, "start", "all", check=False)
     if layout.manages_postgres:
         ensure_database(layout)
@@ -267,6 +277,11 @@ def wait_healthy(layout: StackLayout, timeout: float = 60.0) -> None:
         timeout,
     )
     wait_for("nginx (/healthz)", lambda: http_ok(layout.http_url + "/healthz"), timeout)
+    wait_for(
+        "crm-ui (/healthz)",
+        lambda: http_ok(f"http://127.0.0.1:{settings.crm_port}/healthz"),
+        timeout,
+    )
 
 
 def stop(layout: StackLayout) -> None:

@@ -42,6 +42,12 @@ def make_test_settings(state_dir: Path, **overrides: object) -> Settings:
         "transcriber_metrics_port": free_port(),
         "reconciler_metrics_port": free_port(),
         "prometheus_port": free_port(),
+        "prometheus_scrape_interval": "2s",
+        "alertmanager_port": free_port(),
+        "nginx_exporter_port": free_port(),
+        "postgres_exporter_port": free_port(),
+        "redis_exporter_port": free_port(),
+        "alert_webhook_url": f"http://127.0.0.1:{free_port()}/alerts",
         "database_url": f"postgresql+psycopg2://moked:{password}@127.0.0.1:{free_port()}/moked",
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "twilio_account_sid": TEST_ACCOUNT_SID,
@@ -79,7 +85,34 @@ class StackUnderTest:
         return self.settings.public_base
 
     def supervisorctl(self, *args: str) -> str:
-        return native.supervisorctl(self.layout, *args, check=False)
+        """Run supervisorctl; after start/restart, wait until those programs answer.
+
+        supervisord calls a program RUNNING after `startsecs`, which can be before gunicorn
+        listens on a busy machine; a test must not mistake that gap for an outage.
+        """
+        output = native.supervisorctl(self.layout, *args, check=False)
+        if args and args[0] in ("start", "restart"):
+            for program in args[1:]:
+                self.wait_until_serving(program)
+        return output
+
+    def wait_until_serving(self, program: str, timeout: float = 60.0) -> None:
+        settings = self.settings
+        probes = {
+            "webhooks": f"http://127.0.0.1:{settings.webhooks_port}/healthz",
+            "crm-ui": f"http://127.0.0.1:{settings.crm_port}/healthz",
+            "nginx": f"{self.layout.http_url}/server/static/voice_responses/",
+        }
+        if program == "postgres":
+            native.wait_for("postgres", lambda: native._can_connect(settings.database_url), timeout)
+        elif program == "redis":
+            from moked.queue import redis_client
+
+            native.wait_for("redis", lambda: bool(redis_client(settings.redis_url).ping()), timeout)
+        elif program == "nginx":
+            native.wait_for("nginx", lambda: _answers(probes["nginx"]), timeout)
+        elif program in probes:
+            native.wait_for(program, lambda: native.http_ok(probes[program]), timeout)
 
     def post(
         self,
@@ -111,6 +144,14 @@ class StackUnderTest:
         return requests.post(
             url, data=pairs, headers=headers, timeout=timeout, allow_redirects=False
         )
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.RequestException:
+        return False
+    return True
 
 
 class _MultiDict(dict[str, list[str]]):

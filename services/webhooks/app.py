@@ -7,6 +7,7 @@ answer goes back. Unknown failures still answer valid TwiML: a caller is never d
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,12 +25,12 @@ from moked import metrics
 from moked.db.models import Business
 from moked.db.session import get_engine, session_scope
 from moked.greetings import greeting_url, is_playable
-from moked.intake import Effects, InboundEvent, RawParams, apply_event
+from moked.intake import Effects, InboundEvent, RawParams, apply_event, log_event
 from moked.queue import enqueue_transcription, redis_client
 from moked.settings import Settings, get_settings
 from moked.spool import Spool
 from moked.statuses import Endpoint
-from moked.twilio import signature, twiml
+from moked.twilio import debugger, signature, twiml
 
 log = logging.getLogger(__name__)
 
@@ -188,19 +189,44 @@ def _call_status(event: InboundEvent) -> Response:
     return _plain("OK")
 
 
-def _twilio_alerts(event: InboundEvent) -> Response:
-    """Twilio's Debugger webhook: count each error code so operators are paged."""
-    params = event.flat
+def _log_alert(event: InboundEvent) -> bool:
+    """Log a Debugger event; False when the same event (Twilio's Sid) was logged before."""
     try:
-        payload = json.loads(params.get("Payload") or "{}")
-    except ValueError:
-        payload = {}
-    code = str(payload.get("error_code") or "unknown") if isinstance(payload, dict) else "unknown"
-    level = (params.get("Level") or "unknown").lower()
-    code = code[:16] if code.isalnum() else "invalid"
-    level = level if level in ("error", "warning", "notice", "debug") else "unknown"
-    metrics.TWILIO_ERRORS.labels(code=code, level=level).inc()
-    _store(event)
+        with session_scope() as session:
+            return log_event(session, event)
+    except SQLAlchemyError as exc:
+        log.warning("postgres unavailable (%s); spooling %s", type(exc).__name__, event.event_id)
+    except Exception:
+        log.exception("could not log %s; spooling it for replay", event.event_id)
+    try:
+        Spool(_settings().spool_dir).put(event)
+        metrics.WEBHOOK_EVENTS_SPOOLED.labels(event.endpoint.value).inc()
+    except OSError:
+        log.exception("could not spool %s: %s", event.event_id, json.dumps(event.to_json()))
+    return True  # cannot tell a retry from a new event now: count it rather than miss it
+
+
+def _twilio_alerts(event: InboundEvent) -> Response:
+    """Twilio's Debugger webhook: log each event once and count its error code.
+
+    Twilio retries a delivery it considers failed; keyed on the event's Sid, a retry is
+    acknowledged without being counted again. Label values are bounded (digits, known levels).
+    """
+    alert = debugger.parse(event.flat)
+    stable_id = debugger.event_id(alert)
+    if stable_id is not None:
+        event = dataclasses.replace(event, event_id=stable_id)
+    if _log_alert(event):
+        debugger.count(alert)
+        log.warning(
+            "Twilio reported %s %s on %s (Debugger event %s)",
+            alert.level,
+            alert.code,
+            alert.resource_sid or "-",
+            alert.sid or "-",
+        )
+    else:
+        log.info("Debugger event %s delivered again; counted once", alert.sid)
     return _plain("OK")
 
 
@@ -318,4 +344,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(_before)
     app.after_request(_after)
     app.register_error_handler(Exception, _on_error)
+    _initialise_metrics()
     return app
+
+
+def _initialise_metrics() -> None:
+    """Create the series alerts watch at 0, so their first increase is visible to rate()."""
+    debugger.initialise_metrics()
+    for endpoint in Endpoint:
+        metrics.WEBHOOK_DURATION.labels(endpoint.value)
+        metrics.WEBHOOK_SIGNATURE_FAILURES.labels(endpoint.value)
+        metrics.WEBHOOK_SLOW.labels(endpoint.value)
+        metrics.WEBHOOK_EVENTS_SPOOLED.labels(endpoint.value)
+        if endpoint.answers_twiml:
+            metrics.WEBHOOK_NON_TWIML.labels(endpoint.value)

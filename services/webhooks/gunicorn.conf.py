@@ -20,6 +20,9 @@ preload_app = True
 accesslog = os.environ.get("WEBHOOKS_ACCESS_LOG") or None
 errorlog = "-"
 proc_name = "moked-webhooks"
+# gunicorn 27 opens a control socket at one per-user path; several gunicorns (webhooks,
+# CRM, test stacks) would fight over it, and supervisord is our control interface.
+control_socket_disable = True
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]

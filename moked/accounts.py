@@ -1,0 +1,180 @@
+"""CRM accounts: users, roles, business memberships and API tokens.
+
+Passwords are hashed with werkzeug's scrypt; API tokens are random and only their SHA-256
+is stored (a token is a bearer secret with 256 bits of entropy, so a fast hash suffices).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from moked.businesses import find_business
+from moked.db.models import ApiToken, Business, Membership, User
+
+MIN_PASSWORD_LENGTH = 10
+TOKEN_PREFIX = "mk_"  # noqa: S105 - a marker, not a secret
+"""Every API token starts with this, so secret scanners and people recognise it."""
+_DUMMY_HASH = generate_password_hash("timing-equaliser-" + secrets.token_hex(8))
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    """Sees and manages every business."""
+    STAFF = "staff"
+    """Sees the businesses of their memberships only."""
+
+
+class AccountError(ValueError):
+    """An account operation that cannot be done as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    user_id: int
+    email: str
+    password: str | None
+    """The generated password, when none was given (shown once)."""
+    created: bool
+
+
+def normalise_email(email: str) -> str:
+    value = email.strip().lower()
+    if "@" not in value or value.startswith("@") or value.endswith("@") or " " in value:
+        raise AccountError(f"not an e-mail address: {email!r}")
+    return value
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return generate_password_hash(password)
+
+
+def find_user(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The active user with this e-mail and password, or None (in constant-ish time)."""
+    user = find_user(session, email)
+    if user is None or not user.is_active:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
+def add_user(
+    session: Session,
+    email: str,
+    *,
+    role: Role,
+    business: str | None = None,
+    password: str | None = None,
+    name: str | None = None,
+) -> NewUser:
+    """Create the user, or update role/password and add a membership (idempotent)."""
+    address = normalise_email(email)
+    target: Business | None = None
+    if business is not None:
+        target = find_business(session, business)
+        if target is None:
+            raise AccountError(f"no business {business!r}")
+    if role is Role.STAFF and target is None:
+        raise AccountError("a staff user needs --business")
+    generated = None
+    user = find_user(session, address)
+    created = user is None
+    if user is None:
+        if password is None:
+            generated = password = generate_password()
+        user = User(email=address, role=role.value, password_hash=hash_password(password))
+        user.name = name
+        user.language = "he"
+        user.is_active = True
+        session.add(user)
+        session.flush()
+    else:
+        user.role = role.value
+        if password is not None:
+            user.password_hash = hash_password(password)
+        if name:
+            user.name = name
+    if target is not None:
+        exists = session.scalar(
+            select(Membership).where(
+                Membership.user_id == user.id, Membership.business_id == target.id
+            )
+        )
+        if exists is None:
+            session.add(Membership(user_id=user.id, business_id=target.id))
+    session.flush()
+    return NewUser(user_id=user.id, email=address, password=generated, created=created)
+
+
+def set_password(session: Session, email: str, password: str) -> None:
+    user = find_user(session, email)
+    if user is None:
+        raise AccountError(f"no user {email!r}")
+    user.password_hash = hash_password(password)
+
+
+def business_ids_for(session: Session, user: User) -> list[int] | None:
+    """The businesses a user may see: None means all of them (admin)."""
+    if user.role == Role.ADMIN.value:
+        return None
+    return list(
+        session.scalars(
+            select(Membership.business_id)
+            .where(Membership.user_id == user.id)
+            .order_by(Membership.business_id)
+        )
+    )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, email: str, label: str | None = None) -> str:
+    """A new API token for the user; returns the token (only its hash is kept)."""
+    user = find_user(session, email)
+    if user is None:
+        raise AccountError(f"no user {email!r}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(
+        ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:10], label=label)
+    )
+    session.flush()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    """The active user of an unrevoked token, or None; records when it was last used."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None
+    now = dt.datetime.now(dt.UTC)
+    if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
+        row.last_used_at = now
+    return user
+
+
+def count_users(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(User)) or 0)

@@ -1,0 +1,1 @@
+"""Plays Twilio's part: calls, callbacks and recording media, as Twilio sends them."""

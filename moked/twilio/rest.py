@@ -1,0 +1,112 @@
+"""Twilio's REST API, through the official client: the few calls Moked makes.
+
+`TWILIO_API_BASE` replaces Twilio's origin (a loopback mock in tests); empty = Twilio's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from moked.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TWILIO_API_ORIGIN = "https://api.twilio.com"
+REST_TIMEOUT_SECONDS = 10.0
+PLACEHOLDER_ACCOUNT_SID = "AC" + "0" * 32
+
+
+class TwilioApiError(RuntimeError):
+    """Twilio's API could not be reached or refused the request; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRecording:
+    sid: str
+    call_sid: str
+    status: str
+    duration_seconds: int | None
+    media_url: str
+    """The recording's URL without extension, as Twilio's RecordingUrl parameter gives it."""
+
+
+def rest_enabled(settings: Settings) -> bool:
+    """True when real-looking credentials are configured (not the development placeholder)."""
+    return bool(settings.twilio_auth_token.get_secret_value()) and (
+        settings.twilio_account_sid.startswith("AC")
+        and settings.twilio_account_sid != PLACEHOLDER_ACCOUNT_SID
+    )
+
+
+def api_origin(settings: Settings) -> str:
+    return (settings.twilio_api_base or TWILIO_API_ORIGIN).rstrip("/")
+
+
+def make_client(settings: Settings) -> Client:
+    client = Client(
+        settings.twilio_account_sid,
+        settings.require_auth_token(),
+        http_client=TwilioHttpClient(timeout=REST_TIMEOUT_SECONDS),
+    )
+    if settings.twilio_api_base:
+        client.api.base_url = api_origin(settings)
+    return client
+
+
+def _media_url(settings: Settings, uri: str | None, sid: str) -> str:
+    if uri:
+        return api_origin(settings) + uri.removesuffix(".json")
+    account = settings.twilio_account_sid
+    return f"{api_origin(settings)}/2010-04-01/Accounts/{account}/Recordings/{sid}"
+
+
+def call_recordings(settings: Settings, client: Client, call_sid: str) -> list[RemoteRecording]:
+    """Every recording Twilio holds for the call."""
+    try:
+        records = (
+            client.api.v2010.accounts(settings.twilio_account_sid)
+            .calls(call_sid)
+            .recordings.list(limit=20)
+        )
+    except TwilioRestException as exc:
+        if exc.status == 404:
+            return []
+        raise TwilioApiError(
+            f"Twilio answered {exc.status} listing recordings of {call_sid}"
+        ) from exc
+    except OSError as exc:  # requests' ConnectionError and timeouts are OSErrors
+        raise TwilioApiError(f"Twilio's API is unreachable: {exc}") from exc
+    result = []
+    for record in records:
+        sid = str(record.sid or "")
+        if not sid:
+            continue
+        duration = record.duration
+        result.append(
+            RemoteRecording(
+                sid=sid,
+                call_sid=str(record.call_sid or call_sid),
+                status=str(record.status or ""),
+                duration_seconds=int(duration) if duration not in (None, "") else None,
+                media_url=_media_url(settings, record.uri, sid),
+            )
+        )
+    return result
+
+
+def delete_recording(settings: Settings, client: Client, recording_sid: str) -> bool:
+    """Delete the recording's media from Twilio. True when gone (deleted now or before)."""
+    try:
+        client.api.v2010.accounts(settings.twilio_account_sid).recordings(recording_sid).delete()
+    except TwilioRestException as exc:
+        if exc.status == 404:
+            return True
+        raise TwilioApiError(f"Twilio answered {exc.status} deleting {recording_sid}") from exc
+    except OSError as exc:
+        raise TwilioApiError(f"Twilio's API is unreachable: {exc}") from exc
+    return True

@@ -1,0 +1,215 @@
+"""Twilio's REST API as the reconciler's last resort (only when Twilio credentials are set).
+
+- Recordings whose status callback never arrived: for completed calls of the last day that
+  have no recording past `awaiting_media`, ask Twilio for the call's recordings and apply
+  each as if its `completed` (or `absent`) callback had arrived: one code path, the same
+  idempotent upserts, the same queue.
+- RECORDING_DELETE_FROM_TWILIO: retry deletions the transcriber could not make.
+
+Twilio unreachable or refusing: the step backs off (1 min doubling to 30 min), so a dead
+API costs one request per backoff period, not one per call per pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+from sqlalchemy import exists, select
+
+from moked import metrics
+from moked.db.models import Call, Recording
+from moked.db.session import session_scope
+from moked.intake import InboundEvent, apply_event, utcnow
+from moked.queue import enqueue_transcription
+from moked.settings import Settings
+from moked.statuses import CallStatus, Endpoint, EventSource, ProcessingStatus
+from moked.twilio import rest
+
+log = logging.getLogger(__name__)
+
+LOOKBACK = dt.timedelta(hours=24)
+"""Completed calls older than this are not asked about again."""
+CALLS_PER_PASS = 25
+CHECKED_KEY = "moked:reconcile:twilio-checked:{}"
+"""Set once Twilio said all it will say about a call (kept for LOOKBACK)."""
+FINAL_REMOTE = frozenset({"completed", "absent", "failed", "deleted"})
+DELETE_AFTER = dt.timedelta(seconds=60)
+"""A deletion the transcriber just made is not retried by the sweep before this."""
+_MIN_BACKOFF = 60.0
+_MAX_BACKOFF = 1800.0
+
+
+@dataclass
+class _Backoff:
+    until: float = 0.0
+    failures: int = 0
+
+    def ready(self) -> bool:
+        return time.monotonic() >= self.until
+
+    def failed(self, exc: Exception) -> None:
+        self.failures += 1
+        pause = min(_MAX_BACKOFF, _MIN_BACKOFF * 2 ** (self.failures - 1))
+        self.until = time.monotonic() + pause
+        log.warning("Twilio's API failed (%s); next try in %.0f s", exc, pause)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.until = 0.0
+
+
+_backoff = _Backoff()
+
+
+def calls_missing_recordings(settings: Settings, limit: int = CALLS_PER_PASS) -> list[str]:
+    """Completed calls (ended after the grace period, within LOOKBACK) with no recording
+    that Twilio reported completed or absent."""
+    now = utcnow()
+    grace = dt.timedelta(seconds=settings.reconcile_stale_after_seconds)
+    reported = exists().where(
+        Recording.call_id == Call.id,
+        Recording.processing_status != ProcessingStatus.AWAITING_MEDIA,
+    )
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(Call.call_sid)
+                .where(
+                    Call.status == CallStatus.COMPLETED,
+                    Call.ended_at.is_not(None),
+                    Call.ended_at > now - LOOKBACK,
+                    Call.ended_at < now - grace,
+                    ~reported,
+                )
+                .order_by(Call.ended_at.desc())
+                .limit(limit)
+            ).all()
+        )
+
+
+def _event(settings: Settings, remote: rest.RemoteRecording) -> InboundEvent:
+    params: dict[str, str | list[str]] = {
+        "AccountSid": settings.twilio_account_sid,
+        "CallSid": remote.call_sid,
+        "RecordingSid": remote.sid,
+        "RecordingUrl": remote.media_url,
+        "RecordingStatus": remote.status,
+    }
+    if remote.duration_seconds is not None:
+        params["RecordingDuration"] = str(remote.duration_seconds)
+    return InboundEvent(
+        endpoint=Endpoint.RECORDING_STATUS,
+        params=params,
+        received_at=utcnow(),
+        event_id=f"twilio-api-{remote.sid}-{remote.status}"[:64],
+        source=EventSource.TWILIO_API,
+    )
+
+
+def recover_recordings(settings: Settings, redis: Redis) -> int:
+    """Apply recordings Twilio holds for calls whose callback never came; queued count."""
+    if not rest.rest_enabled(settings) or not _backoff.ready():
+        return 0
+    call_sids = [
+        sid
+        for sid in calls_missing_recordings(settings)
+        if not redis.exists(CHECKED_KEY.format(sid))
+    ]
+    if not call_sids:
+        return 0
+    client = rest.make_client(settings)
+    recovered = 0
+    for call_sid in call_sids:
+        try:
+            remotes = rest.call_recordings(settings, client, call_sid)
+        except rest.TwilioApiError as exc:
+            _backoff.failed(exc)
+            break
+        _backoff.succeeded()
+        for remote in remotes:
+            if remote.status not in ("completed", "absent"):
+                continue
+            with session_scope() as session:
+                effects = apply_event(session, _event(settings, remote))
+            if effects.enqueue_recording_sid:
+                enqueue_transcription(redis, effects.enqueue_recording_sid)
+                recovered += 1
+                metrics.RECONCILER_TWILIO_RECOVERED.inc()
+                log.warning(
+                    "recording %s of %s found through Twilio's API (its callback never came)",
+                    remote.sid,
+                    call_sid,
+                )
+        if all(remote.status in FINAL_REMOTE for remote in remotes):
+            redis.set(CHECKED_KEY.format(call_sid), "1", ex=int(LOOKBACK.total_seconds()))
+    return recovered
+
+
+def retry_deletions(settings: Settings, redis: Redis) -> int:
+    """RECORDING_DELETE_FROM_TWILIO: delete Twilio's copy of recordings we hold and used."""
+    if not settings.recording_delete_from_twilio or not rest.rest_enabled(settings):
+        return 0
+    if not _backoff.ready():
+        return 0
+    with session_scope() as session:
+        sids = list(
+            session.scalars(
+                select(Recording.recording_sid)
+                .where(
+                    Recording.processing_status.in_(
+                        [ProcessingStatus.READY, ProcessingStatus.EMPTY]
+                    ),
+                    Recording.local_path.is_not(None),
+                    Recording.deleted_from_twilio_at.is_(None),
+                    Recording.processing_finished_at < utcnow() - DELETE_AFTER,
+                )
+                .limit(CALLS_PER_PASS)
+            ).all()
+        )
+    if not sids:
+        return 0
+    client = rest.make_client(settings)
+    deleted = 0
+    for sid in sids:
+        try:
+            rest.delete_recording(settings, client, sid)
+        except rest.TwilioApiError as exc:
+            metrics.TWILIO_RECORDINGS_DELETED.labels("error").inc()
+            _backoff.failed(exc)
+            break
+        _backoff.succeeded()
+        metrics.TWILIO_RECORDINGS_DELETED.labels("deleted").inc()
+        mark_deleted(sid)
+        deleted += 1
+    return deleted
+
+
+def mark_deleted(recording_sid: str) -> None:
+    with session_scope() as session:
+        recording = session.scalar(
+            select(Recording).where(Recording.recording_sid == recording_sid).with_for_update()
+        )
+        if recording is not None and recording.deleted_from_twilio_at is None:
+            recording.deleted_from_twilio_at = utcnow()
+
+
+def delete_now(settings: Settings, recording_sid: str) -> bool:
+    """Delete one recording from Twilio (the transcriber, right after the transcript).
+
+    False (logged, counted) when it failed; `retry_deletions` tries again later.
+    """
+    if not settings.recording_delete_from_twilio or not rest.rest_enabled(settings):
+        return False
+    try:
+        rest.delete_recording(settings, rest.make_client(settings), recording_sid)
+    except rest.TwilioApiError as exc:
+        metrics.TWILIO_RECORDINGS_DELETED.labels("error").inc()
+        log.warning("could not delete %s from Twilio (will retry): %s", recording_sid, exc)
+        return False
+    metrics.TWILIO_RECORDINGS_DELETED.labels("deleted").inc()
+    mark_deleted(recording_sid)
+    return True

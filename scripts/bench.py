@@ -1,0 +1,74 @@
+"""`make bench`: every benchmark section, printed and written to docs/benchmarks.md.
+
+Sections are independent modules exposing `run() -> str` (markdown); each starts its own
+stack on free ports, so the numbers do not depend on a developer's running stack.
+`BENCH_ONLY=webhooks,transcription` runs a subset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+import platform
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+SECTIONS = {
+    "webhooks": "scripts.bench_webhooks",
+    "transcription": "scripts.bench_transcription",
+    "e2e": "scripts.bench_e2e",
+}
+OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        total_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {total_kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr
+    return (
+        f"{os.cpu_count()} × {cpu}{memory}; {platform.platform()}; "
+        f"Python {platform.python_version()}; {nginx.strip()}"
+    )
+
+
+def main() -> int:
+    wanted = [s for s in os.environ.get("BENCH_ONLY", ",".join(SECTIONS)).split(",") if s]
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `make bench` on: {machine()}.",
+        "",
+    ]
+    failed = False
+    for name in wanted:
+        module_name = SECTIONS[name]
+        print(f"== {name} ==", flush=True)
+        try:
+            section = importlib.import_module(module_name).run()
+        except Exception:
+            failed = True
+            section = f"## {name}\n\nfailed:\n\n```\n{traceback.format_exc()}```\n"
+        print(section, flush=True)
+        parts += [section, ""]
+    OUTPUT.write_text("\n".join(parts), encoding="utf-8")
+    print(f"written to {OUTPUT}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,364 @@
+"""One call: recording player, transcript, timeline, tags, notes, handled and assignee.
+
+The recording is streamed by nginx: this service checks the user may hear it and answers
+with X-Accel-Redirect to the internal /internal/recordings/ location (Range works there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from redis.exceptions import RedisError
+from sqlalchemy import delete, func, or_, select
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from crm_ui.access import CurrentUser, call_or_404, login_required, me, recording_or_404
+from crm_ui.db import db
+from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
+from crm_ui.i18n import gettext as _
+from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone
+from moked.accounts import Role
+from moked.db.models import Call, CallTag, Membership, Note, Tag, User, WebhookEvent
+from moked.queue import enqueue_transcription, redis_client
+from moked.settings import Settings
+from moked.statuses import CallStatus, ProcessingStatus
+
+bp = Blueprint("calls", __name__)
+
+INTERNAL_RECORDINGS = "/internal/recordings/"
+"""nginx's internal location that serves RECORDINGS_DIR."""
+AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg"}
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: dt.datetime
+    icon: str
+    title: str
+    detail: str = ""
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["MOKED_SETTINGS"]
+    return settings
+
+
+def _back(call: Call, anchor: str = "") -> WerkzeugResponse:
+    return redirect(url_for("calls.show", call_sid=call.call_sid) + anchor)
+
+
+def assignable_users(call: Call) -> list[User]:
+    query = (
+        select(User)
+        .where(User.is_active.is_(True))
+        .where(
+            or_(
+                User.role == Role.ADMIN.value,
+                User.id.in_(
+                    select(Membership.user_id).where(Membership.business_id == call.business_id)
+                ),
+            )
+        )
+        .order_by(User.email)
+    )
+    return list(db().scalars(query))
+
+
+def timeline(call: Call) -> list[TimelineEntry]:
+    events = db().scalars(
+        select(WebhookEvent)
+        .where(WebhookEvent.call_sid == call.call_sid)
+        .order_by(WebhookEvent.received_at, WebhookEvent.id)
+    )
+    entries: list[TimelineEntry] = []
+    for event in events:
+        params: dict[str, Any] = event.params or {}
+
+        def param(name: str, params: dict[str, Any] = params) -> str:
+            value = params.get(name)
+            return str(value[0] if isinstance(value, list) else value or "")
+
+        if event.endpoint == "incoming_call":
+            entries.append(
+                TimelineEntry(
+                    event.received_at,
+                    "in",
+                    _("Call received"),
+                    f"{phone(param('From')) or _('Unknown caller')} → {phone(param('To'))}",
+                )
+            )
+        elif event.endpoint == "call_status":
+            status = param("CallStatus")
+            detail = ""
+            if param("CallDuration"):
+                detail = _("{seconds} seconds", seconds=param("CallDuration"))
+            entries.append(
+                TimelineEntry(
+                    event.received_at,
+                    "status",
+                    _("Call status: {status}", status=_(status_label(status))),
+                    detail,
+                )
+            )
+        elif event.endpoint == "handle_recording":
+            seconds = param("RecordingDuration")
+            entries.append(
+                TimelineEntry(
+                    event.received_at,
+                    "rec",
+                    _("Message recorded"),
+                    _("{seconds} seconds", seconds=seconds) if seconds else "",
+                )
+            )
+        elif event.endpoint == "recording_status":
+            entries.append(
+                TimelineEntry(
+                    event.received_at,
+                    "rec",
+                    _("Recording: {status}", status=param("RecordingStatus") or "?"),
+                    param("ErrorCode") and _("Error {code}", code=param("ErrorCode")),
+                )
+            )
+    for recording in call.recordings:
+        if recording.processing_finished_at and recording.processing_status in (
+            ProcessingStatus.READY,
+            ProcessingStatus.EMPTY,
+            ProcessingStatus.FAILED,
+        ):
+            title = {
+                ProcessingStatus.READY: _("Transcript ready"),
+                ProcessingStatus.EMPTY: _("No speech in the recording"),
+                ProcessingStatus.FAILED: _("Transcription failed"),
+            }[recording.processing_status]
+            finished = recording.processing_finished_at
+            entries.append(TimelineEntry(finished, "text", title, recording.model or ""))
+    if call.handled_at is not None:
+        who = call.handled_by.email if call.handled_by else ""
+        entries.append(TimelineEntry(call.handled_at, "done", _("Marked handled"), who))
+    return sorted(entries, key=lambda e: e.at)
+
+
+def status_label(value: str) -> str:
+    parsed = CallStatus.parse(value)
+    return CALL_STATUS_LABELS[parsed] if parsed else value
+
+
+def _notes(call: Call) -> list[Note]:
+    return list(db().scalars(select(Note).where(Note.call_id == call.id).order_by(Note.created_at)))
+
+
+def _business_tags(call: Call) -> list[str]:
+    if call.business_id is None:
+        return []
+    return list(
+        db().scalars(select(Tag.name).where(Tag.business_id == call.business_id).order_by(Tag.name))
+    )
+
+
+@bp.get("/calls/<call_sid>")
+@login_required
+def show(call_sid: str) -> str:
+    call = call_or_404(call_sid, me())
+    assign = AssignForm()
+    users = assignable_users(call)
+    assign.assignee.choices = [("", _("Nobody"))] + [(str(u.id), u.name or u.email) for u in users]
+    assign.assignee.data = str(call.assignee_id or "")
+    return render_template(
+        "call.html",
+        call=call,
+        recording=main_recording(call),
+        timeline=timeline(call),
+        notes=_notes(call),
+        vocabulary=_business_tags(call),
+        tag_form=TagForm(),
+        note_form=NoteForm(),
+        assign_form=assign,
+        action_form=ActionForm(),
+    )
+
+
+@bp.get("/calls/<call_sid>/live")
+@login_required
+def live(call_sid: str) -> str:
+    """The transcript panel alone; the call page polls it while transcription runs."""
+    call = call_or_404(call_sid, me())
+    return render_template(
+        "_transcript.html", call=call, recording=main_recording(call), action_form=ActionForm()
+    )
+
+
+def _bearer_or_session_user() -> CurrentUser | None:
+    from crm_ui.api import bearer_user
+
+    if request.headers.get("Authorization"):
+        return bearer_user()
+    if current_user.is_authenticated:
+        return me()
+    return None
+
+
+@bp.get("/recordings/<recording_sid>/audio")
+def audio(recording_sid: str) -> Response:
+    """Authorise, then let nginx stream the file (X-Accel-Redirect; Range supported)."""
+    user = _bearer_or_session_user()
+    if user is None:
+        return Response(
+            "Unauthorized",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+            headers={"WWW-Authenticate": 'Bearer realm="moked"'},
+        )
+    recording = recording_or_404(recording_sid, user)
+    path = recording.local_path
+    if not path:
+        abort(404)
+    relative = PurePosixPath(path)
+    if relative.is_absolute() or ".." in relative.parts:
+        abort(404)
+    content_type = (
+        recording.content_type
+        or AUDIO_TYPES.get(relative.suffix.lower())
+        or mimetypes.guess_type(path)[0]
+        or "application/octet-stream"
+    )
+    response = Response(status=200, content_type=content_type)
+    response.headers["X-Accel-Redirect"] = INTERNAL_RECORDINGS + quote(str(relative))
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+# --- changes ------------------------------------------------------------------------------
+
+
+@bp.post("/calls/<call_sid>/tags")
+@login_required
+def add_tag(call_sid: str) -> WerkzeugResponse:
+    call = call_or_404(call_sid, me())
+    form = TagForm()
+    if not form.validate_on_submit() or call.business_id is None:
+        flash(_("A tag needs a name of up to 64 characters."), "error")
+        return _back(call, "#tags")
+    name = " ".join((form.name.data or "").split())
+    session = db()
+    tag = session.scalar(
+        select(Tag).where(Tag.business_id == call.business_id, func.lower(Tag.name) == name.lower())
+    )
+    if tag is None:
+        tag = Tag(business_id=call.business_id, name=name)
+        session.add(tag)
+        session.flush()
+    if not any(ct.tag_id == tag.id for ct in call.call_tags):
+        session.add(CallTag(call_id=call.id, tag_id=tag.id, created_by_id=me().id))
+    session.commit()
+    flash(_("Tag “{name}” added.", name=tag.name), "success")
+    return _back(call, "#tags")
+
+
+@bp.post("/calls/<call_sid>/tags/<int:tag_id>/delete")
+@login_required
+def remove_tag(call_sid: str, tag_id: int) -> WerkzeugResponse:
+    call = call_or_404(call_sid, me())
+    db().execute(delete(CallTag).where(CallTag.call_id == call.id, CallTag.tag_id == tag_id))
+    db().commit()
+    return _back(call, "#tags")
+
+
+@bp.post("/calls/<call_sid>/notes")
+@login_required
+def add_note(call_sid: str) -> WerkzeugResponse:
+    call = call_or_404(call_sid, me())
+    form = NoteForm()
+    if form.validate_on_submit():
+        db().add(Note(call_id=call.id, author_id=me().id, body=(form.body.data or "").strip()))
+        db().commit()
+        flash(_("Note saved."), "success")
+    else:
+        flash(_("A note cannot be empty."), "error")
+    return _back(call, "#notes")
+
+
+@bp.post("/calls/<call_sid>/handled")
+@login_required
+def toggle_handled(call_sid: str) -> WerkzeugResponse:
+    call = call_or_404(call_sid, me())
+    if call.handled_at is None:
+        call.handled_at = dt.datetime.now(dt.UTC)
+        call.handled_by_id = me().id
+        flash(_("Marked handled."), "success")
+    else:
+        call.handled_at = None
+        call.handled_by_id = None
+        flash(_("Marked open again."), "info")
+    db().commit()
+    return _back(call)
+
+
+@bp.post("/calls/<call_sid>/assignee")
+@login_required
+def assign(call_sid: str) -> WerkzeugResponse:
+    call = call_or_404(call_sid, me())
+    form = AssignForm()
+    allowed = {str(u.id): u for u in assignable_users(call)}
+    form.assignee.choices = [("", "")] + [(k, k) for k in allowed]
+    if form.validate_on_submit():
+        chosen = allowed.get(form.assignee.data or "")
+        call.assignee_id = chosen.id if chosen else None
+        db().commit()
+        flash(_("Assignee updated."), "success")
+    else:
+        flash(_("That user cannot be assigned to this call."), "error")
+    return _back(call)
+
+
+@bp.post("/calls/<call_sid>/recordings/<recording_sid>/retranscribe")
+@login_required
+def retranscribe(call_sid: str, recording_sid: str) -> WerkzeugResponse:
+    """Transcribe a failed recording again: reset its state, then queue it."""
+    call = call_or_404(call_sid, me())
+    recording = next((r for r in call.recordings if r.recording_sid == recording_sid), None)
+    if recording is None:
+        abort(404)
+    if recording.processing_status is not ProcessingStatus.FAILED or not (
+        recording.media_url or recording.local_path
+    ):
+        flash(_("Only a failed recording can be transcribed again."), "error")
+        return _back(call, "#transcript")
+    recording.processing_status = ProcessingStatus.AWAITING_TRANSCRIPTION
+    recording.error = None
+    recording.attempts = 0
+    recording.queued_at = dt.datetime.now(dt.UTC)
+    recording.processing_started_at = None
+    recording.processing_finished_at = None
+    db().commit()
+    try:
+        enqueue_transcription(_redis(), recording.recording_sid)
+        flash(_("Queued for transcription again."), "success")
+    except RedisError:
+        # The row says "awaiting transcription": the reconciler queues it when Redis is back.
+        flash(_("The queue is unavailable; the recording will be queued automatically."), "info")
+    return _back(call, "#transcript")
+
+
+def _redis() -> Any:
+    client = current_app.config.get("MOKED_REDIS")
+    if client is None:
+        client = redis_client(_settings().redis_url)
+        current_app.config["MOKED_REDIS"] = client
+    return client

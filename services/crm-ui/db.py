@@ -1,0 +1,28 @@
+"""One database session per request, closed (and rolled back if uncommitted) at teardown."""
+
+from __future__ import annotations
+
+from flask import Flask, g
+from sqlalchemy.orm import Session
+
+from moked.db.session import get_engine
+
+
+def db() -> Session:
+    session: Session | None = g.get("_db")
+    if session is None:
+        session = Session(get_engine(), expire_on_commit=False)
+        g._db = session
+    return session
+
+
+def _close(exc: BaseException | None) -> None:
+    session: Session | None = g.pop("_db", None)
+    if session is not None:
+        if exc is not None:
+            session.rollback()
+        session.close()
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_appcontext(_close)

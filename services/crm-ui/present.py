@@ -1,0 +1,125 @@
+"""How values look to staff: numbers, times in the business's zone, durations, statuses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from moked.db.models import Call, Recording
+from moked.phone import DEFAULT_REGION, display
+from moked.statuses import CallStatus, ProcessingStatus
+
+DEFAULT_TIMEZONE = "Asia/Jerusalem"
+
+AWAITING = frozenset(
+    {
+        ProcessingStatus.AWAITING_MEDIA,
+        ProcessingStatus.AWAITING_TRANSCRIPTION,
+        ProcessingStatus.DOWNLOADING,
+        ProcessingStatus.TRANSCRIBING,
+    }
+)
+
+CALL_STATUS_LABELS = {
+    CallStatus.QUEUED: "Queued",
+    CallStatus.RINGING: "Ringing",
+    CallStatus.IN_PROGRESS: "In progress",
+    CallStatus.COMPLETED: "Completed",
+    CallStatus.BUSY: "Busy",
+    CallStatus.NO_ANSWER: "No answer",
+    CallStatus.CANCELED: "Canceled",
+    CallStatus.FAILED: "Failed",
+}
+CALL_STATUS_TONE = {
+    CallStatus.COMPLETED: "ok",
+    CallStatus.BUSY: "warn",
+    CallStatus.NO_ANSWER: "warn",
+    CallStatus.CANCELED: "muted",
+    CallStatus.FAILED: "bad",
+}
+PROCESSING_LABELS = {
+    ProcessingStatus.AWAITING_MEDIA: "Awaiting recording",
+    ProcessingStatus.AWAITING_TRANSCRIPTION: "Awaiting transcription",
+    ProcessingStatus.DOWNLOADING: "Transcribing",
+    ProcessingStatus.TRANSCRIBING: "Transcribing",
+    ProcessingStatus.READY: "Ready",
+    ProcessingStatus.FAILED: "Transcription failed",
+    ProcessingStatus.EMPTY: "Empty",
+    ProcessingStatus.ABSENT: "No recording",
+}
+PROCESSING_TONE = {
+    ProcessingStatus.READY: "ok",
+    ProcessingStatus.FAILED: "bad",
+    ProcessingStatus.EMPTY: "muted",
+    ProcessingStatus.ABSENT: "muted",
+}
+
+
+@functools.cache
+def zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or DEFAULT_TIMEZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def local_time(value: dt.datetime | None, timezone: str | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(zone(timezone)).strftime(fmt)
+
+
+def duration(seconds: int | float | None) -> str:
+    if seconds is None:
+        return "–"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def phone(raw: str | None) -> str:
+    """Like moked.phone.display, but also formats numbers that are merely possible (a new
+    range the metadata does not know yet reads better as 050-123-4567 than +972501234567)."""
+    if not raw:
+        return ""
+    shown = display(raw)
+    if shown != raw:
+        return shown
+    try:
+        parsed = phonenumbers.parse(raw, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        return raw
+    if not phonenumbers.is_possible_number(parsed):
+        return raw
+    same_region = parsed.country_code == phonenumbers.country_code_for_region(DEFAULT_REGION)
+    style = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if same_region
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(parsed, style)
+
+
+def call_time(call: Call) -> dt.datetime | None:
+    return call.started_at or call.created_at
+
+
+def main_recording(call: Call) -> Recording | None:
+    """The recording staff listen to: the newest one that has audio, else the newest."""
+    with_audio = [r for r in call.recordings if r.local_path]
+    if with_audio:
+        return with_audio[-1]
+    return call.recordings[-1] if call.recordings else None
+
+
+def snippet(text: str | None, length: int = 140) -> str:
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= length else text[: length - 1].rstrip() + "…"

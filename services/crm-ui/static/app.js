@@ -1,0 +1,113 @@
+// Moked CRM: our own small script. No service worker is registered (none is needed); if one
+// ever is, it must bypass /webhook/* and *.mp3 (see docs).
+(function () {
+  "use strict";
+
+  var INBOX_INTERVAL_MS = 8000;
+  var CALL_INTERVAL_MS = 5000;
+
+  function announce(text) {
+    var live = document.getElementById("live-status");
+    if (live) { live.textContent = text; }
+  }
+
+  function fetchFragment(url) {
+    return fetch(url, {
+      credentials: "same-origin",
+      headers: { "X-Requested-With": "fetch", "Accept": "text/html" },
+      cache: "no-store"
+    }).then(function (response) {
+      if (response.status === 401) { window.location.reload(); throw new Error("signed out"); }
+      if (!response.ok) { throw new Error("HTTP " + response.status); }
+      return response.text();
+    });
+  }
+
+  function sids(root) {
+    return Array.prototype.map.call(root.querySelectorAll("[data-call-sid]"), function (row) {
+      return row.getAttribute("data-call-sid");
+    });
+  }
+
+  // Inbox: re-render the list when it changed (new calls, finished transcripts, tags).
+  function pollInbox(list) {
+    var url = list.getAttribute("data-live-url");
+    var last = list.innerHTML.trim();
+    function tick() {
+      if (document.hidden) { return; }
+      var focused = document.activeElement && list.contains(document.activeElement);
+      if (focused) { return; }
+      fetchFragment(url).then(function (html) {
+        var fresh = html.trim();
+        if (fresh === last) { return; }
+        var before = sids(list);
+        list.innerHTML = fresh;
+        last = fresh;
+        var added = sids(list).filter(function (sid) { return before.indexOf(sid) === -1; });
+        added.forEach(function (sid) {
+          var row = list.querySelector('[data-call-sid="' + sid + '"]');
+          if (row) { row.classList.add("is-fresh"); }
+        });
+        var label = document.documentElement.lang === "he" ? "הרשימה עודכנה" : "The list was updated";
+        announce(added.length ? label + " (+" + added.length + ")" : label);
+      }).catch(function () { /* try again on the next tick */ });
+    }
+    window.setInterval(tick, INBOX_INTERVAL_MS);
+    document.addEventListener("visibilitychange", function () { if (!document.hidden) { tick(); } });
+  }
+
+  // Call page: refresh the transcript panel until transcription has finished.
+  function pollTranscript(panel) {
+    var timer = window.setInterval(function () {
+      var current = document.getElementById("transcript");
+      if (!current || current.getAttribute("data-pending") !== "1") {
+        window.clearInterval(timer);
+        return;
+      }
+      if (document.hidden) { return; }
+      fetchFragment(current.getAttribute("data-live-url")).then(function (html) {
+        var holder = document.createElement("div");
+        holder.innerHTML = html.trim();
+        var next = holder.firstElementChild;
+        if (next && next.outerHTML !== current.outerHTML) {
+          current.replaceWith(next);
+          if (next.getAttribute("data-pending") !== "1") {
+            announce(document.documentElement.lang === "he" ? "התמלול מוכן" : "The transcript is ready");
+          }
+        }
+      }).catch(function () { /* try again */ });
+    }, CALL_INTERVAL_MS);
+    return panel;
+  }
+
+  // Whole rows of the inbox open the call (the caller link stays the keyboard target).
+  function clickableRows() {
+    document.addEventListener("click", function (event) {
+      var row = event.target.closest && event.target.closest(".call-row");
+      if (!row || event.target.closest("a, button, input, select, textarea")) { return; }
+      var link = row.querySelector("a.row-link");
+      if (link) { window.location.href = link.href; }
+    });
+  }
+
+  // Buttons that need a second thought.
+  function confirmations() {
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest("[data-confirm]");
+      if (button && !window.confirm(button.getAttribute("data-confirm"))) {
+        event.preventDefault();
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var more = document.getElementById("more-filters");
+    if (more && window.matchMedia("(min-width: 721px)").matches) { more.open = true; }
+    var list = document.getElementById("call-list");
+    if (list) { pollInbox(list); }
+    var panel = document.getElementById("transcript");
+    if (panel && panel.getAttribute("data-pending") === "1") { pollTranscript(panel); }
+    clickableRows();
+    confirmations();
+  });
+})();

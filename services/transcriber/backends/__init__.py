@@ -1,0 +1,69 @@
+"""Speech-to-text backends, chosen by TRANSCRIBER_BACKEND (auto: openai with a key, else local).
+
+A backend is built once per worker process (`get_backend`) and reused for every job: the
+local model is loaded into memory once, never per job.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from moked.settings import Settings, TranscriberBackend
+
+DEFAULT_LANGUAGE = "he"
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str
+    audio_seconds: float | None
+    """Length of the audio the backend heard (None when it does not say)."""
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+
+    def transcribe(self, audio: Path, language: str) -> Transcript: ...
+
+
+def whisper_language(business_language: str | None) -> str:
+    """A business's BCP-47 tag (he-IL, en-US) as Whisper's language code (he, en)."""
+    code = (business_language or "").strip().replace("_", "-").split("-")[0].lower()
+    if code == "iw":  # the old ISO code for Hebrew, still used by some systems
+        code = "he"
+    return code if len(code) in (2, 3) and code.isalpha() else DEFAULT_LANGUAGE
+
+
+_lock = threading.Lock()
+_backend: Backend | None = None
+_loads = 0
+
+
+def load_count() -> int:
+    """How many times this process built a backend (1 after the first job, forever)."""
+    return _loads
+
+
+def _build(settings: Settings) -> Backend:
+    if settings.effective_backend is TranscriberBackend.OPENAI:
+        from transcriber.backends.openai import OpenAIBackend
+
+        return OpenAIBackend.from_settings(settings)
+    from transcriber.backends.local import LocalBackend
+
+    return LocalBackend.from_settings(settings)
+
+
+def get_backend(settings: Settings) -> Backend:
+    """This process's backend, built on first use (or at worker start) and kept."""
+    global _backend, _loads
+    with _lock:
+        if _backend is None:
+            _backend = _build(settings)
+            _loads += 1
+        return _backend

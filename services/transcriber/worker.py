@@ -1,0 +1,89 @@
+"""The RQ worker: a SimpleWorker whose process loads the model once, before its first job.
+
+RQ's default Worker forks a work horse per job: a model loaded in the horse would be
+loaded again for every job, and metrics recorded there would die with it. A SimpleWorker
+runs jobs in its own process instead, so the model (loaded here, once) serves every job
+and the metrics survive. Isolation from a crashing job comes from the pool
+(`transcriber.pool`), which restarts a dead worker process and re-queues its job at once.
+Job timeouts still apply (RQ's SIGALRM death penalty runs in the main thread).
+
+`python -m transcriber.worker` starts the service: the pool, which runs these workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+from rq import SimpleWorker
+
+from moked.queue import redis_client, transcription_queue
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s[%(process)d] %(name)s: %(message)s"
+
+
+class TranscriberWorker(SimpleWorker):
+    """Jobs run in this process, next to the model loaded once at start."""
+
+
+def die_with_parent() -> None:
+    """Linux: SIGTERM (RQ's warm shutdown) when the pool dies, even by SIGKILL, so no
+    orphaned worker keeps taking jobs beside the pool's replacements."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("cannot ask to die with the pool on this platform")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stdout, force=True)
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)  # logs every request
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def run_worker(name: str) -> None:
+    """A worker process (the pool's child): preload the model, then take jobs forever."""
+    die_with_parent()
+    configure_logging()
+    from moked.db.session import reset_engine
+    from moked.settings import get_settings
+    from transcriber.backends import get_backend
+
+    settings = get_settings()
+    reset_engine()
+    backend = get_backend(settings)  # once per process, before the first job
+    log.info("worker %s ready with %s/%s (pid %d)", name, backend.name, backend.model, os.getpid())
+    redis = redis_client(settings.redis_url)
+    worker = TranscriberWorker(
+        [transcription_queue(redis)], connection=redis, name=name, log_job_description=True
+    )
+    worker.work(with_scheduler=False, logging_level="INFO", max_idle_time=None)
+
+
+def run_scheduler() -> None:
+    """The RQ scheduler process: moves retries whose backoff elapsed back onto the queue."""
+    die_with_parent()
+    configure_logging()
+    from rq.scheduler import RQScheduler
+
+    from moked.settings import get_settings
+
+    settings = get_settings()
+    redis = redis_client(settings.redis_url)
+    scheduler = RQScheduler([transcription_queue(redis)], connection=redis, interval=1)
+    scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+    scheduler.work()  # type: ignore[no-untyped-call]
+
+
+if __name__ == "__main__":
+    from transcriber.pool import main
+
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Every Dockerfile: hadolint clean, multi-stage, pinned bases, non-root, a HEALTHCHECK."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+DOCKERFILES = [
+    "services/webhooks/Dockerfile",
+    "services/transcriber/Dockerfile",
+    "services/crm-ui/Dockerfile",
+    "nginx/Dockerfile",
+]
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", text)
+    result = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_hadolint_clean(dockerfile: str) -> None:
+    result = subprocess.run(
+        [VENV_BIN / "hadolint", "--no-color", ROOT / dockerfile],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_shape(dockerfile: str) -> None:
+    steps = instructions((ROOT / dockerfile).read_text())
+    names = [name for name, _ in steps]
+    args = {rest.split("=", 1)[0]: rest.split("=", 1)[1] for name, rest in steps if name == "ARG"}
+    froms = [rest for name, rest in steps if name == "FROM"]
+    assert len(froms) >= 2, "multi-stage"
+    for base in froms:
+        image = base.split()[0]
+        image = args.get(image.strip("${}"), image)
+        assert re.search(r":[\w.-]+@sha256:[0-9a-f]{64}$", image), f"{image} not pinned"
+    (user,) = [rest for name, rest in steps if name == "USER"]
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "non-root, numeric"
+    assert names.index("USER") > max(i for i, n in enumerate(names) if n == "RUN")
+    assert "HEALTHCHECK" in names
+    (entrypoint,) = [rest for name, rest in steps if name == "ENTRYPOINT"]
+    if dockerfile.startswith("services/"):
+        assert entrypoint == '["/app/scripts/run-service"]'
+        (cmd,) = [rest for name, rest in steps if name == "CMD"]
+        assert cmd == f'["{dockerfile.split("/")[1]}"]'
+        assert any(n == "RUN" and "--require-hashes -r requirements.lock" in r for n, r in steps)
+        assert any(n == "RUN" and "pip install --no-deps ." in r for n, r in steps)
+    else:
+        assert "/etc/nginx/rendered/nginx.conf" in entrypoint
+
+
+def test_build_context_keeps_secrets_out() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[ignore.index("*") :].count("!.env") == 0
+    assert "*" in ignore, "allow-list: everything is excluded unless named"
+    allowed = [line[1:] for line in ignore if line.startswith("!")]
+    for needed in ("requirements.lock", "pyproject.toml", "moked/", "services/", "nginx/"):
+        assert needed in allowed
+    assert "scripts/run-service" in allowed

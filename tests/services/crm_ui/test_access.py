@@ -1,0 +1,247 @@
+"""Security of the CRM through nginx: isolation per business, CSRF, sessions, throttling."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from moked.accounts import Role, add_user, create_token
+from moked.db.models import CallTag
+from moked.db.session import session_scope
+from moked.stack.testing import StackUnderTest
+from tests.services.crm_ui.conftest import PASSWORD, Client, FedCall, Tenant, feed_call
+
+
+@pytest.fixture(scope="module")
+def calls(
+    stack: StackUnderTest, tenants: tuple[Tenant, Tenant], audio_bytes: bytes
+) -> tuple[FedCall, FedCall]:
+    a = feed_call(stack, tenants[0], "שיחה של עסק א בלבד alpha-only", audio_bytes)
+    b = feed_call(stack, tenants[1], "שיחה של עסק ב בלבד beta-only", audio_bytes)
+    return a, b
+
+
+def token_for(email: str) -> str:
+    with session_scope() as session:
+        return create_token(session, email, label="test")
+
+
+def api(stack: StackUnderTest, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers.update(kw.pop("headers", {}))
+    return requests.get(stack.base + path, headers=headers, timeout=10, **kw)
+
+
+def test_staff_of_a_gets_404_for_everything_of_b(
+    stack: StackUnderTest,
+    tenants: tuple[Tenant, Tenant],
+    calls: tuple[FedCall, FedCall],
+    client: Client,
+) -> None:
+    a, b = calls
+    assert client.login(tenants[0].staff_email).status_code == 302
+
+    assert client.get(f"/calls/{a.call_sid}").status_code == 200
+    assert client.get(f"/calls/{b.call_sid}").status_code == 404
+    assert client.get(f"/calls/{b.call_sid}/live").status_code == 404
+    assert client.get(f"/recordings/{a.recording_sid}/audio").status_code == 200
+    assert client.get(f"/recordings/{b.recording_sid}/audio").status_code == 404
+    assert client.get(f"/businesses/{tenants[1].business.id}").status_code == 404
+    # Changing B's call is 404 too, even with a valid CSRF token.
+    token = client.csrf(f"/calls/{a.call_sid}")
+    tagged = client.post(f"/calls/{b.call_sid}/tags", {"csrf_token": token, "name": "x"})
+    assert tagged.status_code == 404
+    # B's calls are not in A's inbox or search.
+    inbox = client.get("/?q=beta-only")
+    assert b.call_sid not in inbox.text
+    assert a.call_sid in client.get("/?q=alpha-only").text
+
+    api_token = token_for(tenants[0].staff_email)
+    assert api(stack, f"/api/v1/calls/{a.call_sid}", api_token).status_code == 200
+    assert api(stack, f"/api/v1/calls/{b.call_sid}", api_token).status_code == 404
+    listed = api(stack, "/api/v1/calls?per_page=100", api_token).json()
+    sids = {c["call_sid"] for c in listed["data"]}
+    assert a.call_sid in sids and b.call_sid not in sids
+    filtered = api(stack, f"/api/v1/calls?business={tenants[1].business.id}", api_token).json()
+    assert filtered["total"] == 0
+    # The audio URL with A's token: only A's recording.
+    assert api(stack, f"/recordings/{b.recording_sid}/audio", api_token).status_code == 404
+
+
+def test_admin_sees_every_business(
+    stack: StackUnderTest, admin_email: str, calls: tuple[FedCall, FedCall], client: Client
+) -> None:
+    assert client.login(admin_email).status_code == 302
+    for call in calls:
+        assert client.get(f"/calls/{call.call_sid}").status_code == 200
+    token = token_for(admin_email)
+    sids = {c["call_sid"] for c in api(stack, "/api/v1/calls?per_page=100", token).json()["data"]}
+    assert {c.call_sid for c in calls} <= sids
+
+
+def test_api_shape_bearer_tokens_and_streaming(
+    stack: StackUnderTest,
+    tenants: tuple[Tenant, Tenant],
+    calls: tuple[FedCall, FedCall],
+    audio_bytes: bytes,
+) -> None:
+    a, _ = calls
+    assert api(stack, "/api/v1/calls").status_code == 401
+    missing = api(stack, f"/api/v1/calls/{a.call_sid}")
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert missing.headers["Content-Type"].startswith("application/json")
+    assert api(stack, "/api/v1/calls", "mk_not-a-real-token").status_code == 401
+    assert api(stack, "/api/v1/calls", headers={"Authorization": "Basic eDp5"}).status_code == 401
+
+    token = token_for(tenants[0].staff_email)
+    body = api(stack, f"/api/v1/calls/{a.call_sid}", token).json()
+    assert body["call_sid"] == a.call_sid
+    assert body["status"] == "completed"
+    assert body["processing_status"] == "ready"
+    assert body["transcript"] == a.transcript
+    assert isinstance(body["tags"], list)
+    assert body["audio_url"] == f"{stack.base}/recordings/{a.recording_sid}/audio"
+
+    # The audio_url streams through nginx with the token; Range gives 206.
+    full = api(stack, body["audio_url"].removeprefix(stack.base), token)
+    assert full.status_code == 200
+    assert full.headers["Content-Type"] == "audio/mpeg"
+    assert full.content == audio_bytes
+    assert full.headers.get("Accept-Ranges") == "bytes"
+    part = api(
+        stack, f"/recordings/{a.recording_sid}/audio", token, headers={"Range": "bytes=0-99"}
+    )
+    assert part.status_code == 206
+    assert part.headers["Content-Range"] == f"bytes 0-99/{len(audio_bytes)}"
+    assert part.content == audio_bytes[:100]
+
+
+def test_recording_is_refused_without_a_session(
+    stack: StackUnderTest, calls: tuple[FedCall, FedCall]
+) -> None:
+    a, _ = calls
+    response = requests.get(
+        f"{stack.base}/recordings/{a.recording_sid}/audio", timeout=10, allow_redirects=False
+    )
+    assert response.status_code == 401
+    assert not response.headers["Content-Type"].startswith("audio/")
+    # nginx's internal location cannot be reached from outside.
+    direct = requests.get(
+        f"{stack.base}/internal/recordings/{a.business_id}/{a.recording_sid}.mp3", timeout=10
+    )
+    assert direct.status_code == 404
+    # Pages redirect to the sign-in form.
+    page = requests.get(f"{stack.base}/calls/{a.call_sid}", timeout=10, allow_redirects=False)
+    assert page.status_code == 302 and "/login" in page.headers["Location"]
+
+
+def test_forms_without_csrf_token_are_refused(
+    stack: StackUnderTest,
+    tenants: tuple[Tenant, Tenant],
+    calls: tuple[FedCall, FedCall],
+    client: Client,
+) -> None:
+    a, _ = calls
+    bare = requests.post(
+        f"{stack.base}/login",
+        data={"email": tenants[0].staff_email, "password": PASSWORD},
+        timeout=10,
+        allow_redirects=False,
+    )
+    assert bare.status_code == 400
+    assert "moked_session" not in bare.cookies or bare.status_code != 302
+
+    assert client.login(tenants[0].staff_email).status_code == 302
+    name = f"no-csrf-{secrets.token_hex(3)}"
+    refused = client.post(f"/calls/{a.call_sid}/tags", {"name": name})
+    assert refused.status_code == 400
+    wrong = client.post(f"/calls/{a.call_sid}/tags", {"name": name, "csrf_token": "forged"})
+    assert wrong.status_code == 400
+    assert client.post(f"/calls/{a.call_sid}/handled", {}).status_code == 400
+    assert client.post("/logout", {}).status_code == 400
+    with session_scope() as session:
+        names = [ct.tag.name for ct in session.scalars(select(CallTag))]
+    assert name not in names
+    # With the token it works.
+    token = client.csrf(f"/calls/{a.call_sid}")
+    assert (
+        client.post(f"/calls/{a.call_sid}/tags", {"name": name, "csrf_token": token}).status_code
+        == 302
+    )
+
+
+def test_login_is_throttled(stack: StackUnderTest, tenants: tuple[Tenant, Tenant]) -> None:
+    email = f"victim-{secrets.token_hex(3)}@alpha.test"
+    with session_scope() as session:
+        add_user(
+            session, email, role=Role.STAFF, business=str(tenants[0].business.id), password=PASSWORD
+        )
+    client = Client(stack)
+    for _ in range(5):
+        assert client.login(email, "wrong-password-123").status_code == 401
+    blocked = client.login(email, PASSWORD)
+    assert blocked.status_code == 429
+    assert "ניסיונות" in blocked.text
+    # Another account from the same address still signs in.
+    assert Client(stack).login(tenants[0].staff_email).status_code == 302
+
+
+def test_session_cookie_headers_and_no_open_redirect(
+    stack: StackUnderTest, tenants: tuple[Tenant, Tenant], client: Client
+) -> None:
+    token = client.csrf("/login")
+    response = client.http.post(
+        stack.base + "/login",
+        data={
+            "csrf_token": token,
+            "email": tenants[0].staff_email,
+            "password": PASSWORD,
+            "next": "https://evil.example/phish",
+        },
+        timeout=10,
+        allow_redirects=False,
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert '<html lang="he" dir="rtl">' in page.text
+    # No service worker is registered anywhere.
+    script = client.get("/static/app.js").text
+    assert "serviceWorker.register" not in script
+    # Sign out is a POST with CSRF; afterwards the session is gone.
+    out = client.post("/logout", {"csrf_token": client.csrf("/")})
+    assert out.status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_staff_cannot_manage_numbers_but_admin_can(
+    stack: StackUnderTest, tenants: tuple[Tenant, Tenant], admin_email: str, client: Client
+) -> None:
+    business_id = tenants[0].business.id
+    assert client.login(tenants[0].staff_email).status_code == 302
+    token = client.csrf(f"/businesses/{business_id}")
+    refused = client.post(
+        f"/businesses/{business_id}/numbers", {"csrf_token": token, "number": "+97235559999"}
+    )
+    assert refused.status_code == 403
+
+    admin = Client(stack)
+    assert admin.login(admin_email).status_code == 302
+    token = admin.csrf(f"/businesses/{business_id}")
+    number = f"+972355{secrets.randbelow(90000) + 10000:05d}"
+    added = admin.post(
+        f"/businesses/{business_id}/numbers", {"csrf_token": token, "number": number}
+    )
+    assert added.status_code == 302
+    assert number in admin.get(f"/businesses/{business_id}").text

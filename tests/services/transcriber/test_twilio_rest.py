@@ -1,0 +1,122 @@
+"""The reconciler's Twilio REST part, through the twilio client, against a loopback API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+
+from sqlalchemy import select, update
+
+from moked import twilio_sync
+from moked.db.models import Recording, WebhookEvent
+from moked.db.session import session_scope
+from moked.queue import redis_client
+from moked.stack.testing import StackUnderTest
+from moked.statuses import EventSource
+from tests.helpers import call_params, new_call_sid, new_recording_sid
+from tests.services.transcriber.audio import VOICEMAIL_TEXT, VOICEMAIL_WORDS, telephone_mp3
+from tests.services.transcriber.conftest import leave_voicemail, recording, wait_for, words_in
+from tests.services.transcriber.doubles import TwilioDouble
+
+
+def _completed_call(stack: StackUnderTest, to: str, minutes_ago: int = 2) -> str:
+    """A call that rang and ended; its recording callbacks never arrive."""
+    call_sid = new_call_sid()
+    ended = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes_ago)
+    assert stack.post("/webhook/incoming_call", call_params(call_sid, to)).status_code == 200
+    status = stack.post(
+        "/webhook/call_status",
+        call_params(
+            call_sid,
+            to,
+            CallStatus="completed",
+            CallDuration="20",
+            SequenceNumber="3",
+            Timestamp=email.utils.format_datetime(ended),
+        ),
+    )
+    assert status.status_code == 200
+    return call_sid
+
+
+def test_recording_whose_callback_never_came_is_found_through_twilios_api(
+    stack: StackUnderTest, twilio: TwilioDouble, english_business
+):
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
+    redis = redis_client(settings.redis_url)
+    call_sid = _completed_call(stack, english_business.numbers[0].e164)
+    recording_sid = new_recording_sid()
+    twilio.publish(recording_sid, telephone_mp3(VOICEMAIL_TEXT))
+    twilio.call_recordings[call_sid] = [twilio.recording_resource(call_sid, recording_sid)]
+
+    recovered = twilio_sync.recover_recordings(settings, redis)
+
+    assert recovered == 1
+    done = wait_for(recording_sid)
+    assert done.processing_status.value == "ready", done.error
+    assert words_in(done.transcript, VOICEMAIL_WORDS) == []
+    assert done.media_url == twilio.recording_url(recording_sid)
+    with session_scope() as session:
+        sources = session.scalars(
+            select(WebhookEvent.source).where(WebhookEvent.call_sid == call_sid)
+        ).all()
+    assert EventSource.TWILIO_API in sources
+    # Asked once: the call is settled, the next pass does not ask Twilio again.
+    asked = [s for s in twilio.seen if call_sid in s.path]
+    assert len(asked) == 1
+    assert twilio_sync.recover_recordings(settings, redis) == 0
+    assert len([s for s in twilio.seen if call_sid in s.path]) == 1
+
+
+def test_absent_recording_from_the_api_is_marked_absent(
+    stack: StackUnderTest, twilio: TwilioDouble, english_business
+):
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
+    call_sid = _completed_call(stack, english_business.numbers[0].e164)
+    recording_sid = new_recording_sid()
+    twilio.call_recordings[call_sid] = [
+        twilio.recording_resource(call_sid, recording_sid, status="absent", duration=0)
+    ]
+
+    assert twilio_sync.recover_recordings(settings, redis_client(settings.redis_url)) == 0
+
+    assert recording(recording_sid).processing_status.value == "absent"
+
+
+def test_calls_with_their_callbacks_are_not_asked_about(
+    stack: StackUnderTest, twilio: TwilioDouble, english_business
+):
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
+    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    wait_for(message.recording_sid)
+
+    twilio_sync.recover_recordings(settings, redis_client(settings.redis_url))
+
+    assert not [s for s in twilio.seen if message.call_sid in s.path and "Calls" in s.path]
+
+
+def test_deletions_the_worker_could_not_make_are_retried(
+    stack: StackUnderTest, twilio: TwilioDouble, english_business
+):
+    settings = stack.settings.model_copy(
+        update={"twilio_api_base": twilio.base, "recording_delete_from_twilio": True}
+    )
+    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    wait_for(message.recording_sid)
+    assert recording(message.recording_sid).deleted_from_twilio_at is None  # the stack's
+    # worker runs without RECORDING_DELETE_FROM_TWILIO; make the transcript old enough.
+    with session_scope() as session:
+        session.execute(
+            update(Recording)
+            .where(Recording.recording_sid == message.recording_sid)
+            .values(processing_finished_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5))
+        )
+
+    deleted = twilio_sync.retry_deletions(settings, redis_client(settings.redis_url))
+
+    assert deleted >= 1
+    assert message.recording_sid in twilio.deleted
+    assert recording(message.recording_sid).deleted_from_twilio_at is not None
+    assert twilio_sync.retry_deletions(settings, redis_client(settings.redis_url)) == 0 or (
+        message.recording_sid not in twilio.deleted[1:]
+    )
