@@ -27,7 +27,13 @@ test: install  ## the whole suite, on real Postgres, Redis and nginx
 	@$(VENV)/pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff and mypy
-	@$(VENV)/ruff check . && $(VENV)/ruff format --check . && $(VENV)/mypy moked services
+	@$(VENV)/ruff check . && $(VENV)/ruff format --check . && $(VENV)/mypy moked services/webhooks services/transcriber && scripts/mypy-crm-ui
 
 bench: install  ## benchmarks, printed as tables and written to docs/benchmarks.md
 	@$(VENV)/python -m scripts.bench
+
+demo: install .env  ## simulated calls (Hebrew, English, silent) to the demo business on the running stack
+	@$(VENV)/python -m scripts.demo
+
+chaos: install  ## 500 simulated calls while a worker is killed and Redis/Postgres/webhooks restart (CHAOS_ARGS=--help)
+	@$(VENV)/python -m scripts.chaos $(CHAOS_ARGS)

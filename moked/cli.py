@@ -236,6 +236,14 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_recording_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.queue import redis_client
+    from moked.reconcile import retry_recording
+
+    print(retry_recording(redis_client(settings.redis_url), args.recording_sid))
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from moked.queue import redis_client
     from moked.reconcile import run_forever, run_once
@@ -316,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     token_create.add_argument("--email", required=True)
     token_create.add_argument("--label")
     token_create.set_defaults(handler=cmd_token_create)
+
+    recording = commands.add_parser("recording", help="recordings").add_subparsers(
+        dest="recording_command", required=True
+    )
+    retry = recording.add_parser(
+        "retry", help="transcribe a failed or empty recording again (after fixing the cause)"
+    )
+    retry.add_argument("recording_sid")
+    retry.set_defaults(handler=cmd_recording_retry)
 
     reconcile = commands.add_parser("reconcile", help="replay and re-queue what was left")
     reconcile.add_argument("--loop", action="store_true", help="run forever")

@@ -303,17 +303,21 @@ class Doctor:
             "Timestamp": dt.datetime.now(dt.UTC).strftime("%a, %d %b %Y %H:%M:%S +0000"),
             "ApiVersion": "2010-04-01",
         }
+        started = time.perf_counter()
         try:
             response = self.post_signed(path, params)
         except requests.RequestException as exc:
             raise CheckFailed(f"{path}: {describe_error(exc)}") from exc
+        elapsed = time.perf_counter() - started
         expect_response(response, path, "text/plain")
         if response.headers.get(FALLBACK_HEADER):
             raise CheckFailed(
                 f"{path} was acknowledged by nginx's fallback, not the app: "
                 "the webhooks service is down or failing"
             )
-        return CheckResult("call_status", Status.PASS, "200 text/plain")
+        if elapsed > WEBHOOK_BUDGET_SECONDS:
+            raise CheckFailed(f"{path} took {elapsed:.2f} s (limit {WEBHOOK_BUDGET_SECONDS} s)")
+        return CheckResult("call_status", Status.PASS, f"200 text/plain in {elapsed * 1000:.0f} ms")
 
     def check_fallback(self) -> CheckResult:
         from moked.provision import FALLBACK_PATH

@@ -143,6 +143,13 @@ RECONCILER_REQUEUED = Counter(
     ["reason"],
 )
 
+# CRM.
+CRM_LOGINS = Counter(
+    "moked_crm_logins_total",
+    "CRM sign-in attempts by outcome (success, failure, throttled).",
+    ["outcome"],
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition for this process tree (all gunicorn workers in multiprocess mode)."""

@@ -214,6 +214,30 @@ def requeue_stale(settings: Settings, redis: Redis) -> int:
     return requeued
 
 
+def retry_recording(redis: Redis, recording_sid: str) -> str:
+    """An operator's retry of a `failed` (or `empty`) recording, once its cause is fixed:
+    back to awaiting_transcription with a fresh attempt budget, and queued."""
+    retryable = (ProcessingStatus.FAILED, ProcessingStatus.EMPTY)
+    with session_scope() as session:
+        recording = session.scalar(
+            select(Recording).where(Recording.recording_sid == recording_sid).with_for_update()
+        )
+        if recording is None:
+            raise ValueError(f"no recording {recording_sid}")
+        if recording.processing_status not in retryable:
+            raise ValueError(
+                f"{recording_sid} is {recording.processing_status.value}; only failed or empty"
+                " recordings are retried"
+            )
+        if not recording.media_url and not recording.local_path:
+            raise ValueError(f"{recording_sid} has no media to transcribe")
+        recording.processing_status = ProcessingStatus.AWAITING_TRANSCRIPTION
+        recording.attempts = 0
+        recording.queued_at = utcnow()
+    enqueue_transcription(redis, recording_sid)
+    return f"{recording_sid} queued again"
+
+
 def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
     report = ReconcileReport()
     steps = (

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     openai_timeout_seconds: float = 120.0
     openai_max_retries: int = 2
 
-    media_allowed_hosts: str = "api.twilio.com"
+    media_allowed_hosts: str = "api.twilio.com,.twiliocdn.com"
     """Comma-separated hosts recordings may be fetched from (loopback added in development)."""
     media_max_bytes: int = 25 * 1024 * 1024
     media_timeout_seconds: float = 20.0

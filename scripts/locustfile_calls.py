@@ -128,7 +128,7 @@ class TwilioCaller(User):
     def _call(self, ticket: int) -> None:
         assert SIMULATOR is not None and VOICEMAIL is not None
         result = SIMULATOR.place_call(
-            CONFIG["to"], f"+9725{ticket % 100000000:08d}", Caller(voicemail=VOICEMAIL)
+            CONFIG["to"], f"+97254555{ticket % 10000:04d}", Caller(voicemail=VOICEMAIL)
         )
         line = {
             "call_sid": result.call_sid,

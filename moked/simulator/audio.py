@@ -140,3 +140,13 @@ def silence(seconds: float) -> Voicemail:
         wav.write_bytes(data)
         _ffmpeg("-i", str(wav), "-ac", "1", "-ar", str(SAMPLE_RATE), "-b:a", "32k", str(mp3))
         return Voicemail(wav=data, mp3=mp3.read_bytes(), seconds=seconds, label="silence")
+
+
+def cut(voicemail: Voicemail, seconds: float) -> Voicemail:
+    """The first `seconds` of a recording: what Twilio keeps when maxLength is reached."""
+    if voicemail.is_silent or voicemail.seconds <= seconds:
+        return voicemail
+    with tempfile.TemporaryDirectory(prefix="moked-sim-") as tmp:
+        source = Path(tmp) / "full.wav"
+        source.write_bytes(voicemail.wav)
+        return telephone(source, seconds, label=f"{voicemail.label} (cut at {seconds:.0f} s)")

@@ -39,7 +39,7 @@ import requests
 from mutagen import MutagenError
 from mutagen.mp3 import MP3
 
-from moked.simulator.audio import SILENCE, Voicemail, silence, wav_seconds
+from moked.simulator.audio import SILENCE, Voicemail, cut, silence, wav_seconds
 from moked.simulator.errors import TwilioError, TwilioErrorCode
 from moked.simulator.inspector import Exchange, Inspector
 from moked.simulator.media_server import MediaHost
@@ -516,7 +516,8 @@ class Simulator:
             else:
                 digits = "hangup"
         hung_up = digits == "hangup"
-        seconds = min(voicemail.seconds, max_length)
+        voicemail = cut(voicemail, max_length)
+        seconds = voicemail.seconds
         run.result.recording_url = recording_url
         run.result.recording_seconds = seconds
         if hung_up:
@@ -586,7 +587,7 @@ class Simulator:
     # --- the call -----------------------------------------------------------------------
 
     def place_call(
-        self, to: str, from_: str = "+972501234567", caller: Caller | None = None
+        self, to: str, from_: str = "+972545550100", caller: Caller | None = None
     ) -> CallResult:
         identity = CallIdentity(
             call_sid=new_call_sid(),

@@ -6,18 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from moked.phone import to_e164
+from moked.phone import to_e164, try_e164
 from moked.settings import Settings
 from moked.simulator import audio
 from moked.simulator.call import Caller, CallResult, Finish, Simulator, SimulatorConfig
 from moked.simulator.errors import SimulatorError
-from moked.simulator.inspector import Inspector
+from moked.simulator.inspector import HEADER, Inspector
 from moked.simulator.media_server import MediaServer
 from moked.simulator.store import StoredCall, stored_calls, wait_until_final
 
 EXIT_TWILIO_ERROR = 1
 EXIT_NOT_READY = 3
-DEFAULT_FROM = "+972501234567"
+DEFAULT_FROM = "+972545550100"
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,12 +102,14 @@ def _stored(stored: StoredCall | None) -> str:
 def cmd_simulate_call(args: argparse.Namespace, settings: Settings) -> int:
     try:
         to = to_e164(args.to)
-        from_ = to_e164(args.from_)
     except ValueError as exc:
-        raise SimulatorError(f"not a phone number: {exc}") from exc
+        raise SimulatorError(f"--to is not a phone number: {exc}") from exc
+    from_ = try_e164(args.from_) or args.from_  # Twilio passes any caller ID through
     token = settings.require_auth_token()
     voicemail = _voicemail(args)
     inspector = Inspector(echo=None if args.quiet else print)
+    if not args.quiet:
+        print(HEADER)
     config = SimulatorConfig(
         public_base=settings.public_base,
         account_sid=settings.twilio_account_sid,

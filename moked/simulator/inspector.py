@@ -49,6 +49,10 @@ class Exchange:
         return text
 
 
+HEADER = f"{'when':>9} {'verb':4} {'url':58} {'st':>3} {'content-type':18} {'time':>11}"
+"""The column titles of `Exchange.line()`."""
+
+
 class Inspector:
     """Collects exchanges (thread-safe) and optionally prints each as it happens."""
 
@@ -98,6 +102,5 @@ class Inspector:
 
     def report(self, call_sid: str | None = None) -> str:
         """The whole log, as the Request Inspector would list it."""
-        header = f"{'when':>9} {'verb':4} {'url':58} {'st':>3} {'content-type':18} {'time':>11}"
         rows = [e.line() for e in self.exchanges if call_sid is None or e.call_sid == call_sid]
-        return "\n".join([header, *rows])
+        return "\n".join([HEADER, *rows])

@@ -31,6 +31,9 @@ class DockerNginx:
     conf_dir: Path = Path("/etc/nginx/rendered")
     """Where nginx finds the rendered files (the `nginx-config` volume, read-only)."""
     run_dir: Path = Path("/tmp/nginx")  # noqa: S108 - the container's own tmp
+    log_dir: Path = Path("/var/log/nginx")
+    """access.log and error.log: the image links them to stdout/stderr (`docker logs`).
+    The fallback log stays a file (NGINX_FALLBACK_LOG) for the reconciler to replay."""
     tls_dir: Path = Path("/etc/nginx/tls")
     acme_dir: Path = Path("/var/www/acme")
     https_port: int = 8443
@@ -43,13 +46,12 @@ class DockerNginx:
 
 
 def docker_nginx_variables(settings: Settings, docker: DockerNginx) -> dict[str, str]:
-    log_dir = settings.nginx_fallback_log.parent
     out = docker.conf_dir
     allow = "\n".join(f"            allow {net};" for net in docker.status_allow)
     return {
         "NGINX_USER_DIRECTIVE": "",  # the image runs nginx as its own non-root user
         "NGINX_RUN_DIR": str(docker.run_dir),
-        "NGINX_LOG_DIR": str(log_dir),
+        "NGINX_LOG_DIR": str(docker.log_dir),
         "NGINX_FALLBACK_LOG": str(settings.nginx_fallback_log),
         "NGINX_LISTEN": f"{docker.https_port} ssl",
         "WEBHOOKS_UPSTREAM": docker.webhooks_upstream,

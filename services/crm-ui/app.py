@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from crm_ui import api, auth, businesses, calls, db, i18n, inbox, present
+from crm_ui import account, api, auth, businesses, calls, db, i18n, inbox, present
 from moked import metrics
 from moked.db.session import get_engine
 from moked.settings import Settings, get_settings
@@ -86,13 +86,31 @@ def _csrf_error(exc: CSRFError) -> tuple[str, int]:
     return render_template("error.html", code=400, error=exc, csrf=True), 400
 
 
+UNAVAILABLE_PAGE = """<!doctype html>
+<html lang="he" dir="rtl"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>המוקד אינו זמין כרגע</title></head>
+<body><main><h1>המוקד אינו זמין כרגע</h1>
+<p>נסו שוב בעוד דקה. השיחות ממשיכות להיקלט ולא הולכות לאיבוד.</p>
+<p lang="en" dir="ltr">The CRM is briefly unavailable; calls are still being taken.</p>
+</main></body></html>"""
+
+
 def _unexpected(exc: Exception) -> Response | tuple[Any, int]:
     if isinstance(exc, HTTPException):
         return _error(exc)
-    log.exception("unhandled error in the CRM")
+    unavailable = isinstance(exc, SQLAlchemyError)
+    code = 503 if unavailable else 500
+    if unavailable:
+        log.warning("database unavailable: %s", type(exc).__name__)
+    else:
+        log.exception("unhandled error in the CRM")
     if _wants_json():
-        return {"error": "internal_error"}, 500
-    return render_template("error.html", code=500, error=None), 500
+        return {"error": "unavailable" if unavailable else "internal_error"}, code
+    try:
+        return render_template("error.html", code=code, error=None), code
+    except Exception:  # the page itself needs the database (the signed-in user)
+        return Response(UNAVAILABLE_PAGE, status=code, content_type="text/html; charset=utf-8")
 
 
 def create_app(settings: Settings | None = None, **config: Any) -> Flask:
@@ -119,7 +137,6 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         WTF_CSRF_TIME_LIMIT=12 * 3600,
         WTF_CSRF_SSL_STRICT=secure,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
-        JSON_AS_ASCII=False,
     )
     app.config.update(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -135,6 +152,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         phone=present.phone,
         duration=present.duration,
         snippet=present.snippet,
+        highlight=present.highlight,
+        focused_snippet=present.focused_snippet,
     )
     app.jinja_env.globals.update(
         local_time=present.local_time,
@@ -150,6 +169,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.register_blueprint(inbox.bp)
     app.register_blueprint(calls.bp)
     app.register_blueprint(businesses.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF cannot apply
 

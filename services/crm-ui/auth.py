@@ -1,8 +1,8 @@
 """Sign in and out, the language switch, and login throttling.
 
-Throttling: failed attempts are kept in Postgres (shared by every gunicorn worker); more
-than MAX_FAILURES_PER_EMAIL for one address, or MAX_FAILURES_PER_IP from one client, in
-THROTTLE_WINDOW refuses further attempts (429) until the window slides past them.
+Throttling: failed attempts are kept in Postgres (shared by every gunicorn worker); after
+MAX_FAILURES_PER_EMAIL failures for one address, or MAX_FAILURES_PER_IP from one client,
+within THROTTLE_WINDOW, sign-in answers 429 until the window slides past them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from flask import (
     request,
     url_for,
 )
+from flask import session as session_cookie
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import ColumnElement, delete, func, select
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -28,6 +29,7 @@ from crm_ui.db import db
 from crm_ui.forms import ActionForm, LoginForm
 from crm_ui.i18n import COOKIE, LANGUAGES
 from crm_ui.i18n import gettext as _
+from moked import metrics
 from moked.accounts import authenticate
 from moked.db.models import LoginAttempt, User
 
@@ -36,6 +38,7 @@ bp = Blueprint("auth", __name__)
 THROTTLE_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_EMAIL = 5
 MAX_FAILURES_PER_IP = 30
+KEEP_ATTEMPTS = dt.timedelta(days=1)
 
 
 def init_login(app: Flask, manager: LoginManager) -> None:
@@ -88,7 +91,14 @@ def _safe_next(target: str | None) -> str:
     if not target:
         return url_for("inbox.index")
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target  # browsers read "/\\evil.example" as "//evil.example"
+        or any(ord(c) < 32 for c in target)
+    ):
         return url_for("inbox.index")
     return target
 
@@ -106,19 +116,27 @@ def login() -> WerkzeugResponse | tuple[str, int] | str:
         ip = _client_ip()
         session = db()
         if is_throttled(email, ip):
+            metrics.CRM_LOGINS.labels("throttled").inc()
             status = 429
             flash(_("Too many failed attempts. Try again in a few minutes."), "error")
         else:
             user = authenticate(session, email, form.password.data or "")
             if user is None:
+                metrics.CRM_LOGINS.labels("failure").inc()
                 session.add(LoginAttempt(email=email, ip=ip))
+                # Keep the table small: nothing older than a day is ever counted.
+                expired = dt.datetime.now(dt.UTC) - KEEP_ATTEMPTS
+                session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < expired))
                 session.commit()
                 status = 401
                 flash(_("Wrong e-mail or password."), "error")
             else:
+                metrics.CRM_LOGINS.labels("success").inc()
                 session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
                 user.last_login_at = dt.datetime.now(dt.UTC)
                 session.commit()
+                session_cookie.clear()  # a fresh session at sign-in (no fixation)
+                session_cookie.permanent = True  # PERMANENT_SESSION_LIFETIME applies
                 login_user(CurrentUser.from_model(user))
                 return redirect(_safe_next(form.next.data))
     elif request.method == "POST":

@@ -17,8 +17,16 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import business_or_404, login_required, me, visible_businesses
 from crm_ui.db import db
-from crm_ui.forms import ActionForm, GreetingTextForm, GreetingUploadForm, NumberForm, TagForm
+from crm_ui.forms import (
+    ActionForm,
+    GreetingTextForm,
+    GreetingUploadForm,
+    MemberForm,
+    NumberForm,
+    TagForm,
+)
 from crm_ui.i18n import gettext as _
+from moked.accounts import AccountError, Role, add_user, find_user
 from moked.businesses import BusinessError, add_number
 from moked.db.models import Business, Call, Membership, PhoneNumber, Tag, User
 from moked.greetings import (
@@ -104,7 +112,10 @@ def index() -> str:
 @bp.get("/businesses/<int:business_id>")
 @login_required
 def show(business_id: int) -> str:
-    business = business_or_404(business_id, me())
+    return _render(business_or_404(business_id, me()))
+
+
+def _render(business: Business, **extra: object) -> str:
     members = list(
         db().scalars(
             select(User)
@@ -130,6 +141,8 @@ def show(business_id: int) -> str:
         max_mb=MAX_GREETING_BYTES // (1024 * 1024),
         max_seconds=int(MAX_GREETING_SECONDS),
         default_text=_settings().default_greeting_text,
+        member_form=MemberForm(),
+        **{"new_member": None, **extra},
     )
 
 
@@ -175,6 +188,23 @@ def activate_greeting(business_id: int, name: str) -> WerkzeugResponse:
     business.greeting_file = name
     db().commit()
     flash(_("Greeting activated. The next call will hear it."), "success")
+    return _back(business, "#greeting")
+
+
+@bp.post("/businesses/<int:business_id>/greetings/<name>/delete")
+@login_required
+def delete_greeting(business_id: int, name: str) -> WerkzeugResponse:
+    """Remove a stored version that is not active (the active one cannot be deleted)."""
+    business = business_or_404(business_id, me())
+    path = _settings().greetings_dir / name
+    own = is_safe_name(name) and name.startswith(f"business_{business.id}_")
+    if not own or not path.exists():
+        abort(404)
+    if name == business.greeting_file:
+        flash(_("The active greeting cannot be deleted; activate another one first."), "error")
+        return _back(business, "#greeting")
+    path.unlink()
+    flash(_("Greeting version deleted."), "info")
     return _back(business, "#greeting")
 
 
@@ -263,3 +293,56 @@ def remove_tag(business_id: int, tag_id: int) -> WerkzeugResponse:
     db().execute(delete(Tag).where(Tag.id == tag_id, Tag.business_id == business.id))
     db().commit()
     return _back(business, "#tags")
+
+
+@bp.post("/businesses/<int:business_id>/members")
+@login_required
+def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
+    """Admin: give a person access; a new person gets a staff account and a password,
+    shown once in this response (never in a flash or the session cookie)."""
+    _require_admin()
+    business = business_or_404(business_id, me())
+    form = MemberForm()
+    if not form.validate_on_submit():
+        flash(_("Enter an e-mail address."), "error")
+        return _back(business, "#team")
+    session = db()
+    existing = find_user(session, form.email.data or "")
+    try:
+        if existing is not None:
+            if (
+                session.scalar(
+                    select(Membership).where(
+                        Membership.user_id == existing.id, Membership.business_id == business.id
+                    )
+                )
+                is None
+            ):
+                session.add(Membership(user_id=existing.id, business_id=business.id))
+            session.commit()
+            flash(_("{email} can now see this business.", email=existing.email), "success")
+            return _back(business, "#team")
+        created = add_user(
+            session, form.email.data or "", role=Role.STAFF, business=str(business.id)
+        )
+        session.commit()
+    except AccountError:
+        session.rollback()
+        flash(_("That is not a valid e-mail address."), "error")
+        return _back(business, "#team")
+    return _render(business, new_member=created), 201
+
+
+@bp.post("/businesses/<int:business_id>/members/<int:user_id>/remove")
+@login_required
+def remove_member(business_id: int, user_id: int) -> WerkzeugResponse:
+    _require_admin()
+    business = business_or_404(business_id, me())
+    db().execute(
+        delete(Membership).where(
+            Membership.business_id == business.id, Membership.user_id == user_id
+        )
+    )
+    db().commit()
+    flash(_("Access removed."), "info")
+    return _back(business, "#team")

@@ -53,3 +53,17 @@ class GreetingTextForm(FlaskForm):
 
 class NumberForm(FlaskForm):
     number = StringField("Phone number", validators=[DataRequired(), Length(max=32)])
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=200)])
+    new = PasswordField("New password", validators=[DataRequired(), Length(max=200)])
+    confirm = PasswordField("Repeat the new password", validators=[DataRequired(), Length(max=200)])
+
+
+class TokenForm(FlaskForm):
+    label = StringField("Label", validators=[Optional(), Length(max=200)])
+
+
+class MemberForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])

@@ -6,10 +6,14 @@ transcripts appear without a reload.
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+import csv
+import io
+
+from flask import Blueprint, Response, render_template, request
 
 from crm_ui.access import login_required, me, visible_businesses
-from crm_ui.queries import CallFilters, inbox_stats, list_calls, tag_names
+from crm_ui.present import call_time, local_time, main_recording
+from crm_ui.queries import CallFilters, inbox_stats, list_calls, search_terms, tag_names
 from moked.statuses import CallStatus
 
 bp = Blueprint("inbox", __name__)
@@ -26,6 +30,7 @@ def _context() -> dict[str, object]:
         "tags": tag_names(user, filters.business_id),
         "statuses": list(CallStatus),
         "stats": inbox_stats(user),
+        "terms": search_terms(filters.q),
     }
 
 
@@ -39,3 +44,64 @@ def index() -> str:
 @login_required
 def rows() -> str:
     return render_template("_inbox_rows.html", **_context())
+
+
+EXPORT_LIMIT = 10_000
+CSV_COLUMNS = (
+    "call_sid",
+    "business",
+    "from",
+    "to",
+    "time",
+    "duration_seconds",
+    "status",
+    "processing_status",
+    "transcript",
+    "tags",
+    "handled",
+    "assignee",
+)
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.get("/inbox/export.csv")
+@login_required
+def export() -> Response:
+    """The filtered list (every page, up to EXPORT_LIMIT) as CSV for Excel (UTF-8 BOM)."""
+    filters = CallFilters.from_args(request.args, per_page=EXPORT_LIMIT)
+    filters.page = 1
+    page = list_calls(filters, me())
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for call in page.calls:
+        recording = main_recording(call)
+        tz = call.business.timezone if call.business else None
+        writer.writerow(
+            _cell(v)
+            for v in (
+                call.call_sid,
+                call.business.name if call.business else "",
+                call.from_number,
+                call.to_number,
+                local_time(call_time(call), tz, "%Y-%m-%d %H:%M:%S"),
+                call.duration_seconds,
+                call.status.value,
+                recording.processing_status.value if recording else "",
+                recording.transcript if recording else "",
+                ", ".join(ct.tag.name for ct in call.call_tags),
+                "yes" if call.handled_at else "no",
+                call.assignee.email if call.assignee else "",
+            )
+        )
+    return Response(
+        out.getvalue(),
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="moked-calls.csv"'},
+    )

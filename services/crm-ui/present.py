@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from markupsafe import Markup, escape
 
 from moked.db.models import Call, Recording
 from moked.phone import DEFAULT_REGION, display
@@ -123,3 +125,32 @@ def snippet(text: str | None, length: int = 140) -> str:
         return ""
     text = " ".join(text.split())
     return text if len(text) <= length else text[: length - 1].rstrip() + "…"
+
+
+def highlight(text: str, terms: list[str]) -> Markup:
+    """`text` escaped, with every occurrence of the search words wrapped in <mark>."""
+    words = sorted({t for t in terms if t}, key=len, reverse=True)
+    if not words:
+        return escape(text)
+    pattern = re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
+    out = Markup()
+    last = 0
+    for match in pattern.finditer(text):
+        out += escape(text[last : match.start()])
+        out += Markup("<mark>{}</mark>").format(match.group(0))
+        last = match.end()
+    return out + escape(text[last:])
+
+
+def focused_snippet(text: str | None, terms: list[str], length: int = 140) -> str:
+    """A snippet around the first search word (so the match is visible), else the start."""
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    lowered = flat.lower()
+    hits = [lowered.find(t.lower()) for t in terms if t and t.lower() in lowered]
+    if not hits or len(flat) <= length:
+        return snippet(flat, length)
+    start = max(0, min(hits) - length // 3)
+    piece = flat[start : start + length]
+    return ("…" if start else "") + piece.rstrip() + ("…" if start + length < len(flat) else "")

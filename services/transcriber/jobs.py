@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,12 @@ def _observe(
         metrics.TRANSCRIPTION_LAG.observe(max(0.0, (utcnow() - completed_at).total_seconds()))
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads (for the benchmark's contention-free RTF)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _last_attempt(attempt: int) -> bool:
     if attempt >= MAX_ATTEMPTS:
         return True
@@ -217,20 +224,21 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         log.info("nothing to do for %s: %s", recording_sid, claimed)
         metrics.TRANSCRIPTION_JOBS.labels("skipped", settings.effective_backend.value).inc()
         return {**result, "outcome": "skipped", "reason": claimed}
-    backend = get_backend(settings)
-    result["model_loads"] = load_count()
+    backend_name = settings.effective_backend.value
     try:
+        backend = get_backend(settings)  # loaded at worker start; this is a lookup
+        result["model_loads"] = load_count()
         audio, probed_seconds = ensure_media(settings, claimed)
         if not _advance(recording_sid, processing_status=ProcessingStatus.TRANSCRIBING):
             return {**result, "outcome": "skipped", "reason": "finished by another job"}
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), _cpu_seconds()
         transcript = backend.transcribe(audio, claimed.language)
-        elapsed = time.monotonic() - started
+        elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     except TranscriptionError as exc:
         final = exc.permanent or _last_attempt(claimed.attempt)
         fail(recording_sid, exc.message, final=final)
         outcome = "failed" if final else "retry"
-        metrics.TRANSCRIPTION_JOBS.labels(outcome, backend.name).inc()
+        metrics.TRANSCRIPTION_JOBS.labels(outcome, backend_name).inc()
         log.warning("%s attempt %d: %s (%s)", recording_sid, claimed.attempt, exc.message, outcome)
         if exc.permanent:
             return {**result, "outcome": outcome, "error": exc.message}
@@ -243,7 +251,7 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
             fail(recording_sid, message, final=final)
         except Exception:
             log.exception("could not record the failure of %s", recording_sid)
-        metrics.TRANSCRIPTION_JOBS.labels("failed" if final else "retry", backend.name).inc()
+        metrics.TRANSCRIPTION_JOBS.labels("failed" if final else "retry", backend_name).inc()
         raise
     audio_seconds = transcript.audio_seconds or probed_seconds
     status = finish(recording_sid, backend, transcript.text, transcript.language, audio_seconds)
@@ -261,11 +269,15 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         backend.name,
         backend.model,
     )
-    twilio_sync.delete_now(settings, recording_sid)
+    try:
+        twilio_sync.delete_now(settings, recording_sid)
+    except Exception:  # the transcript is stored; the reconciler retries the deletion
+        log.exception("deleting %s from Twilio failed", recording_sid)
     return {
         **result,
         "outcome": status.value,
         "seconds": round(elapsed, 3),
+        "cpu_seconds": round(cpu, 3),
         "audio_seconds": audio_seconds,
     }
 

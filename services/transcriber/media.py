@@ -185,7 +185,8 @@ def probe_audio(path: Path) -> tuple[str, float]:
     except MediaRejected:
         raise
     except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise MediaRejected(f"the file is not audio ({type(exc).__name__}: {exc})") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise MediaRejected(f"the file is not audio ({reason})") from exc
     if seconds <= 0:
         raise MediaRejected("the file is not audio (no audio frames could be decoded)")
     return fmt, seconds
@@ -211,7 +212,11 @@ def store(recording_url: str, recording_sid: str, root: Path, policy: FetchPolic
     partial = root / f".{recording_sid}.{secrets.token_hex(4)}.part"
     try:
         size, content_type = download(url, partial, policy)
-        fmt, seconds = probe_audio(partial)
+        try:
+            fmt, seconds = probe_audio(partial)
+        except MediaRejected as exc:
+            served = content_type.split(";")[0].strip() or "no Content-Type"
+            raise MediaRejected(f"{exc.message}; {size} bytes served as {served}") from exc
         extension, kind = _kind(fmt, content_type)
         relative = relative_path(recording_sid, time.gmtime(), extension)
         target = root / relative

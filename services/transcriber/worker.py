@@ -60,6 +60,7 @@ def run_worker(name: str) -> None:
     settings = get_settings()
     reset_engine()
     backend = get_backend(settings)  # once per process, before the first job
+    backend.warm_up()
     log.info("worker %s ready with %s/%s (pid %d)", name, backend.name, backend.model, os.getpid())
     redis = redis_client(settings.redis_url)
     worker = TranscriberWorker(

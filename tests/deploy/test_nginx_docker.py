@@ -63,6 +63,7 @@ def docker_layout(stack: StackUnderTest, base: Path) -> tuple[DockerNginx, Setti
     docker = DockerNginx(
         conf_dir=base / "rendered",
         run_dir=base / "run",
+        log_dir=base / "log",
         tls_dir=base / "tls",
         acme_dir=base / "acme",
         https_port=free_port(),
@@ -229,7 +230,7 @@ def test_the_compose_step_command_renders(stack: StackUnderTest, tmp_path: Path)
     text = conf.read_text()
     # The CLI keeps the container's own TLS and run paths; point them at the test's.
     text = text.replace("/tmp/nginx", str(docker.run_dir)).replace(
-        "/var/log/moked", str(tmp_path / "log")
+        "/var/log/nginx", str(tmp_path / "log")
     )
     (tmp_path / "log").mkdir()
     conf.write_text(text)

@@ -90,6 +90,21 @@
     });
   }
 
+  // Playback speed of the recording (voicemails are often slow to get to the point).
+  function playbackSpeed() {
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest && event.target.closest(".speed-btn");
+      if (!button) { return; }
+      var group = button.closest(".speed");
+      var player = document.getElementById(group.getAttribute("data-player"));
+      if (!player) { return; }
+      player.playbackRate = parseFloat(button.getAttribute("data-rate"));
+      group.querySelectorAll(".speed-btn").forEach(function (b) {
+        b.setAttribute("aria-pressed", b === button ? "true" : "false");
+      });
+    });
+  }
+
   // Buttons that need a second thought.
   function confirmations() {
     document.addEventListener("click", function (event) {
@@ -109,5 +124,6 @@
     if (panel && panel.getAttribute("data-pending") === "1") { pollTranscript(panel); }
     clickableRows();
     confirmations();
+    playbackSpeed();
   });
 })();

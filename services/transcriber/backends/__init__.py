@@ -30,6 +30,9 @@ class Backend(Protocol):
 
     def transcribe(self, audio: Path, language: str) -> Transcript: ...
 
+    def warm_up(self) -> None:
+        """Prepare for the first job (called once, when the worker process starts)."""
+
 
 def whisper_language(business_language: str | None) -> str:
     """A business's BCP-47 tag (he-IL, en-US) as Whisper's language code (he, en)."""

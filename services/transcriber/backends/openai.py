@@ -43,6 +43,9 @@ class OpenAIBackend:
         log.info("OpenAI backend: model %s at %s", settings.openai_model, client.base_url)
         return cls(model=settings.openai_model, client=client)
 
+    def warm_up(self) -> None:
+        """Nothing to load: the API holds the model."""
+
     def transcribe(self, audio: Path, language: str) -> Transcript:
         if audio.stat().st_size > MAX_UPLOAD_BYTES:
             raise BackendError("the recording is larger than OpenAI's 25 MB limit", permanent=True)

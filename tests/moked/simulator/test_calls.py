@@ -60,7 +60,7 @@ def names(sim: Simulator, call_sid: str) -> list[str]:
 def test_a_normal_call_ends_with_a_ready_transcript(
     stack: StackUnderTest, make_business, media: MediaServer, voicemail, has_transcriber
 ):
-    business = make_business(greeting_mp3=synthesize_mp3("Leave a message", "en"))
+    business = make_business(greeting_mp3=synthesize_mp3("Leave a message", "en"), language="en-US")
     sim = simulator(stack, media)
 
     result = sim.place_call(business.numbers[0].e164, caller=Caller(voicemail=voicemail))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from moked.greetings import synthesize_mp3
+from moked.simulator import audio
 from moked.simulator.audio import Voicemail
 from moked.simulator.call import AnsweredBy, Caller, Simulator, SimulatorConfig
 from moked.simulator.inspector import Exchange, Inspector
@@ -263,3 +264,18 @@ def test_greeting_gone_from_the_real_stack_is_11200(stack: StackUnderTest, make_
 
     assert codes(result) == [11200]
     assert result.failures[0].url.endswith(business.greeting_file)
+
+
+def test_a_voicemail_longer_than_max_length_is_cut(app: FakeApp):
+    app.routes["/voice"] = (
+        200,
+        "text/xml",
+        GOOD_TWIML.replace('maxLength="30"', 'maxLength="1"').encode(),
+        0.0,
+    )
+    long_message = audio.speak("This message goes on for longer than one second.", "en")
+
+    result = call(app, Caller(voicemail=long_message))
+
+    assert result.ok, result.errors
+    assert result.recording_seconds == pytest.approx(1.0, abs=0.05)

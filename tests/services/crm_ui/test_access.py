@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -208,6 +209,22 @@ def test_session_cookie_headers_and_no_open_redirect(
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
+    for target in ("//evil.example/x", "/\\evil.example", "https:evil.example", "/calls/x"):
+        other = Client(stack)
+        token = other.csrf("/login")
+        moved = other.http.post(
+            stack.base + "/login",
+            data={
+                "csrf_token": token,
+                "email": tenants[0].staff_email,
+                "password": PASSWORD,
+                "next": target,
+            },
+            timeout=10,
+            allow_redirects=False,
+        )
+        expected = target if target == "/calls/x" else "/"
+        assert moved.headers["Location"] == expected, target
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     page = client.get("/")
@@ -245,3 +262,111 @@ def test_staff_cannot_manage_numbers_but_admin_can(
     )
     assert added.status_code == 302
     assert number in admin.get(f"/businesses/{business_id}").text
+
+
+def test_password_change_signs_out_other_sessions(
+    stack: StackUnderTest, tenants: tuple[Tenant, Tenant]
+) -> None:
+    email = f"changer-{secrets.token_hex(3)}@alpha.test"
+    with session_scope() as session:
+        add_user(
+            session, email, role=Role.STAFF, business=str(tenants[0].business.id), password=PASSWORD
+        )
+    here, elsewhere = Client(stack), Client(stack)
+    assert here.login(email).status_code == 302
+    assert elsewhere.login(email).status_code == 302
+    new = "a-brand-new-password"
+    token = here.csrf("/account")
+    mismatch = here.post(
+        "/account/password",
+        {"csrf_token": token, "current": PASSWORD, "new": new, "confirm": "x" + new},
+    )
+    assert mismatch.status_code == 400
+    changed = here.post(
+        "/account/password", {"csrf_token": token, "current": PASSWORD, "new": new, "confirm": new}
+    )
+    assert changed.status_code == 302
+    assert here.get("/").status_code == 200
+    assert elsewhere.get("/").status_code == 302  # signed out
+    assert Client(stack).login(email, PASSWORD).status_code == 401
+    assert Client(stack).login(email, new).status_code == 302
+
+
+def test_personal_api_tokens_can_be_created_and_revoked(
+    stack: StackUnderTest, tenants: tuple[Tenant, Tenant], client: Client
+) -> None:
+    assert client.login(tenants[0].staff_email).status_code == 302
+    created = client.post(
+        "/account/tokens", {"csrf_token": client.csrf("/account"), "label": "Zapier"}
+    )
+    assert created.status_code == 201
+    match = re.search(r'id="new-token"[^>]*>(mk_[^<]+)<', created.text)
+    assert match
+    token = match.group(1)
+    assert api(stack, "/api/v1/calls", token).status_code == 200
+    page = client.get("/account").text
+    assert token not in page and token[:10] in page  # listed by prefix only
+    token_id = re.search(r"/account/tokens/(\d+)/revoke", page)
+    assert token_id
+    revoked = client.post(
+        f"/account/tokens/{token_id.group(1)}/revoke", {"csrf_token": client.csrf("/account")}
+    )
+    assert revoked.status_code == 302
+    assert api(stack, "/api/v1/calls", token).status_code == 401
+
+
+def test_csv_export_is_scoped_and_safe(
+    stack: StackUnderTest,
+    tenants: tuple[Tenant, Tenant],
+    calls: tuple[FedCall, FedCall],
+    client: Client,
+) -> None:
+    a, b = calls
+    assert client.login(tenants[0].staff_email).status_code == 302
+    response = client.get("/inbox/export.csv")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/csv")
+    text = response.content.decode("utf-8")
+    assert text.startswith("\ufeffcall_sid,")
+    assert a.call_sid in text and b.call_sid not in text
+    assert "שיחה של עסק א בלבד" in text
+    filtered = client.get("/inbox/export.csv?q=no-such-words-" + secrets.token_hex(3))
+    assert a.call_sid not in filtered.content.decode("utf-8")
+
+
+def test_admin_manages_the_team_of_a_business(
+    stack: StackUnderTest,
+    tenants: tuple[Tenant, Tenant],
+    admin_email: str,
+    calls: tuple[FedCall, FedCall],
+) -> None:
+    b_id = tenants[1].business.id
+    admin = Client(stack)
+    assert admin.login(admin_email).status_code == 302
+    email = f"newcomer-{secrets.token_hex(3)}@beta.test"
+    page = f"/businesses/{b_id}"
+    created = admin.post(f"{page}/members", {"csrf_token": admin.csrf(page), "email": email})
+    assert created.status_code == 201
+    match = re.search(r'id="new-member-password">([^<]+)<', created.text)
+    assert match
+    newcomer = Client(stack)
+    assert newcomer.login(email, match.group(1)).status_code == 302
+    assert newcomer.get(f"/calls/{calls[1].call_sid}").status_code == 200
+    assert newcomer.get(f"/calls/{calls[0].call_sid}").status_code == 404
+    # Staff cannot manage the team.
+    token = newcomer.csrf(page)
+    assert (
+        newcomer.post(f"{page}/members", {"csrf_token": token, "email": "x@y.test"}).status_code
+        == 403
+    )
+    # Access removed: B's call is 404 again, on the next request.
+    user_id = re.search(
+        rf"/members/(\d+)/remove[^>]*>\s*<input[^>]*>\s*<button[^>]*{re.escape(email)}",
+        admin.get(page).text,
+    )
+    assert user_id
+    removed = admin.post(
+        f"{page}/members/{user_id.group(1)}/remove", {"csrf_token": admin.csrf(page)}
+    )
+    assert removed.status_code == 302
+    assert newcomer.get(f"/calls/{calls[1].call_sid}").status_code == 404

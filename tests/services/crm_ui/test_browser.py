@@ -35,6 +35,32 @@ def login(page: Any, base: str, email: str) -> None:
     page.wait_for_url(re.compile(re.escape(base) + r"/(\?.*)?$"))
 
 
+def assert_accessible_forms(page: Any) -> None:
+    """Every visible form control has a name (label, aria-label); html has lang and dir."""
+    unnamed = page.evaluate(
+        """() => Array.from(document.querySelectorAll('input, select, textarea, button'))
+            .filter(el => el.type !== 'hidden' && el.offsetParent !== null)
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                          && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+            .map(el => el.outerHTML.slice(0, 120))"""
+    )
+    assert unnamed == []
+    assert page.evaluate("document.documentElement.lang") in ("he", "en")
+    assert page.locator("main#main").count() == 1
+
+
+def assert_fits_the_screen(page: Any) -> None:
+    """Nothing sticks out sideways on a phone (in RTL, overflow goes left)."""
+    outside = page.evaluate(
+        """() => Array.from(document.querySelectorAll('body *'))
+            .filter(el => el.offsetParent !== null && !el.closest('.visually-hidden'))
+            .filter(el => { const r = el.getBoundingClientRect(), w = window.innerWidth;
+                            return r.width > 0 && (r.left < -1 || r.right > w + 1); })
+            .map(el => el.tagName + '.' + el.className)"""
+    )
+    assert outside == []
+
+
 @pytest.fixture
 def page(browser: Any) -> Any:
     context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="he-IL")
@@ -86,6 +112,9 @@ def test_staff_sees_the_call_hears_it_tags_it_and_finds_it(
     first = audio_responses[0]
     assert first.status in (200, 206)
     assert first.headers["content-type"].startswith("audio/")
+    page.click(".speed-btn[data-rate='2']")
+    assert page.evaluate("document.querySelector('#player').playbackRate") == 2
+    assert page.get_attribute(".speed-btn[data-rate='2']", "aria-pressed") == "true"
 
     # Tag it from the per-business vocabulary.
     page.fill("#tag-name", "חזרה ללקוח")
@@ -98,8 +127,15 @@ def test_staff_sees_the_call_hears_it_tags_it_and_finds_it(
     page.click("#notes button[type=submit]")
     page.wait_for_url(f"**/calls/{a_call.call_sid}#notes")
     assert "נקבע ביקור" in page.locator("ol.notes").inner_text()
-    page.goto(f"{stack.base}/calls/{a_call.call_sid}")
+    page.select_option("#assignee", label=tenant.staff_email)
+    page.click("form.assign-form button[type=submit]")
+    page.wait_for_url(f"**/calls/{a_call.call_sid}")
+    page.click("#mark-handled")
+    page.wait_for_url(f"**/calls/{a_call.call_sid}")
+    assert "טופלה" in page.locator(".facts").inner_text()
+    assert "סומנה כטופלה" in page.locator(".timeline").inner_text()
     page.wait_for_function("() => document.querySelector('#player').readyState >= 1")
+    assert_accessible_forms(page)
     page.screenshot(path=str(artifacts / "crm-call.png"), full_page=True)
 
     # Find it again: an English word, a Hebrew word inside a prefixed form, and the tag.
@@ -108,15 +144,25 @@ def test_staff_sees_the_call_hears_it_tags_it_and_finds_it(
         page.fill("#q", query)
         page.press("#q", "Enter")
         page.wait_for_url("**/?q=*")
-        assert page.locator(f"tr[data-call-sid='{a_call.call_sid}']").count() == 1, query
+        row = page.locator(f"tr[data-call-sid='{a_call.call_sid}']")
+        assert row.count() == 1, query
+        marked = [m.lower() for m in row.locator("mark").all_inner_texts()]
+        assert query.split()[0].lower() in marked, (query, marked)
+        if query == "אינסטלטור":
+            page.screenshot(path=str(artifacts / "crm-search.png"))
     page.goto(stack.base + "/?tag=" + requests.utils.quote("חזרה ללקוח"))
     assert page.locator(f"tr[data-call-sid='{a_call.call_sid}']").count() == 1
     page.goto(stack.base + "/?q=" + requests.utils.quote("מילה-שלא-קיימת-" + secrets.token_hex(3)))
     assert page.locator("tr.call-row").count() == 0
     assert "אין שיחות מתאימות" in page.content()
 
+    page.goto(stack.base + "/?handled=open")
+    assert page.locator(f"tr[data-call-sid='{a_call.call_sid}']").count() == 0
+    page.goto(stack.base + "/?handled=handled&assignee=me")
+    assert page.locator(f"tr[data-call-sid='{a_call.call_sid}']").count() == 1
     page.goto(stack.base + "/")
     page.locator(f"tr[data-call-sid='{a_call.call_sid}']").wait_for()
+    assert_accessible_forms(page)
     page.screenshot(path=str(artifacts / "crm-inbox.png"), full_page=True)
 
 
@@ -189,6 +235,11 @@ def test_upload_greeting_and_incoming_call_plays_it(
         " a.preload = 'metadata'; a.load(); return true; }"
     )
     page.screenshot(path=str(artifacts / "crm-business.png"), full_page=True)
+    assert_accessible_forms(page)
+    page.goto(f"{stack.base}/account")
+    page.click("form[action='/account/tokens'] button[type=submit]")
+    assert page.locator("#new-token").inner_text().startswith("mk_")
+    page.screenshot(path=str(artifacts / "crm-account.png"), full_page=True)
 
     response = stack.post("/webhook/incoming_call", call_params(new_call_sid(), tenant.number))
     play = parse_twiml(response).find("Play")
@@ -213,16 +264,24 @@ def test_english_is_available_and_mobile_layout(
     )
     page = context.new_page()
     try:
+        page.goto(stack.base + "/login")
+        assert_accessible_forms(page)
+        page.screenshot(path=str(artifacts / "crm-login-mobile.png"))
         login(page, stack.base, tenants[0].staff_email)
         page.locator(f"tr[data-call-sid='{a_call.call_sid}']").wait_for()
-        # No horizontal scrolling on a phone.
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+        assert_fits_the_screen(page)
         page.screenshot(path=str(artifacts / "crm-inbox-mobile.png"), full_page=False)
+        page.goto(f"{stack.base}/calls/{a_call.call_sid}")
+        assert_fits_the_screen(page)
+        page.screenshot(path=str(artifacts / "crm-call-mobile.png"), full_page=True)
+        page.goto(stack.base + "/")
         page.click("button[name=lang][value=en]")
         page.wait_for_load_state()
         assert page.get_attribute("html", "lang") == "en"
         assert page.get_attribute("html", "dir") == "ltr"
         assert page.locator("h1").inner_text() == "Inbox"
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.screenshot(path=str(artifacts / "crm-inbox-english.png"))
         page.click("button[name=lang][value=he]")
         page.wait_for_load_state()
         assert page.get_attribute("html", "dir") == "rtl"

@@ -26,6 +26,7 @@ API = "/2010-04-01/Accounts/(?P<account>AC[0-9a-f]{32})"
 MEDIA = re.compile(API + r"/Recordings/(?P<sid>RE[0-9a-f]{32})(?P<ext>\.mp3|\.wav)?$")
 DELETE = re.compile(API + r"/Recordings/(?P<sid>RE[0-9a-f]{32})\.json$")
 CALL_RECORDINGS = re.compile(API + r"/Calls/(?P<call>CA[0-9a-f]{32})/Recordings\.json$")
+CDN = re.compile(r"^/cdn/(?P<sid>RE[0-9a-f]{32})\?signature=ok$")
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Media:
     content_type: str = "audio/mpeg"
     not_ready: int = 0
     """How many more GETs answer 404 before the file is 'ready'."""
+    redirect_host: str | None = None
+    """Answer 302 to a signed CDN URL on this host (as media hosts may), served without auth."""
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Seen:
     path: str
     authorized: bool
     status: int
+    sent_credentials: bool = False
 
 
 @dataclass
@@ -82,8 +86,12 @@ class TwilioDouble:
 
     def handle(self, method: str, path: str, auth: str | None) -> tuple[int, str, bytes]:
         authorized = self._authorized(auth)
-        status, ctype, body = self._route(method, path, authorized)
-        self.seen.append(Seen(method, path, authorized, status))
+        if method == "GET" and (match := CDN.match(path)):
+            media = self.media.get(match["sid"])
+            status, ctype, body = (200, media.content_type, media.body) if media else (404, "", b"")
+        else:
+            status, ctype, body = self._route(method, path, authorized)
+        self.seen.append(Seen(method, path, authorized, status, sent_credentials=auth is not None))
         return status, ctype, body
 
     def _error(self, status: int, code: int, message: str) -> tuple[int, str, bytes]:
@@ -100,6 +108,10 @@ class TwilioDouble:
             if media.not_ready > 0:
                 media.not_ready -= 1
                 return self._error(404, 20404, "The requested resource was not found")
+            if media.redirect_host:
+                port = self.base.rsplit(":", 1)[1]
+                location = f"http://{media.redirect_host}:{port}/cdn/{match['sid']}?signature=ok"
+                return 302, "text/plain", location.encode()
             return 200, media.content_type, media.body
         if method == "DELETE" and (match := DELETE.match(path)):
             if match["sid"] not in self.media or match["sid"] in self.deleted:
@@ -150,6 +162,9 @@ class TwilioDouble:
                     self.command, self.path, self.headers.get("Authorization")
                 )
                 self.send_response(status)
+                if status == 302:
+                    self.send_header("Location", body.decode())
+                    body = b""
                 if status == 401:
                     self.send_header("WWW-Authenticate", 'Basic realm="Twilio API"')
                 self.send_header("Content-Type", ctype)

@@ -90,6 +90,33 @@ def test_host_not_allowed_is_refused_before_any_request(host: TwilioDouble, tmp_
     assert host.gets_of(sid) == []
 
 
+def test_redirect_is_followed_without_the_credentials(host: TwilioDouble, tmp_path: Path):
+    sid = new_recording_sid()
+    url = host.publish(sid, telephone_mp3(VOICEMAIL_TEXT))
+    host.media[sid].redirect_host = "localhost"
+
+    stored = media.store(
+        url, sid, tmp_path, policy(allowed_hosts=frozenset({"127.0.0.1", "localhost"}))
+    )
+
+    assert (tmp_path / stored.local_path).read_bytes() == telephone_mp3(VOICEMAIL_TEXT)
+    first, second = host.gets_of(sid)
+    assert (first.status, first.authorized) == (302, True)
+    assert second.path.startswith("/cdn/") and second.status == 200
+    assert not second.sent_credentials, "credentials never leave the allow-listed first host"
+
+
+def test_redirect_to_a_host_not_allowed_is_refused(host: TwilioDouble, tmp_path: Path):
+    sid = new_recording_sid()
+    url = host.publish(sid, telephone_mp3(VOICEMAIL_TEXT))
+    host.media[sid].redirect_host = "localhost"
+
+    with pytest.raises(MediaRejected, match="'localhost' is not in MEDIA_ALLOWED_HOSTS"):
+        media.store(url, sid, tmp_path, policy())
+
+    assert [s.status for s in host.gets_of(sid)] == [302]
+
+
 def test_plain_http_is_refused_in_production(host: TwilioDouble, tmp_path: Path):
     sid = new_recording_sid()
     url = host.publish(sid, telephone_mp3(VOICEMAIL_TEXT))

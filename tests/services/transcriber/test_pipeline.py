@@ -144,6 +144,7 @@ def test_bad_file_fails_silence_is_empty_and_others_are_unaffected(
 
     assert failed.processing_status.value == "failed"
     assert failed.error is not None and "not audio" in failed.error
+    assert "served as audio/mpeg" in failed.error
     assert failed.transcript is None
     assert failed.local_path is None, "a file that is not audio is not kept"
     assert empty.processing_status.value == "empty", empty.transcript
@@ -165,3 +166,25 @@ def _wait_result(job: Job, timeout: float = 240) -> dict:  # type: ignore[type-a
     result = job.return_value(refresh=True)
     assert isinstance(result, dict), (job.get_status(), job.latest_result())
     return result
+
+
+def test_operator_retries_a_failed_recording_once_the_cause_is_fixed(
+    stack: StackUnderTest, twilio: TwilioDouble, english_business
+):
+    message = leave_voicemail(stack, twilio, english_business, NOT_AUDIO)
+    assert wait_for(message.recording_sid).processing_status.value == "failed"
+    twilio.publish(message.recording_sid, telephone_mp3(VOICEMAIL_TEXT))  # fixed upstream
+
+    retried = subprocess.run(
+        [sys.executable, "-m", "moked.cli", "recording", "retry", message.recording_sid],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, ENV_FILE_VARIABLE: str(stack.layout.env_file)},
+    )
+
+    assert retried.returncode == 0, retried.stderr
+    done = wait_for(message.recording_sid, ("ready", "empty"))
+    assert words_in(done.transcript, VOICEMAIL_WORDS) == []
+    assert done.error is None
+    assert done.attempts == 1

@@ -20,6 +20,7 @@ from tests.services.transcriber.audio import (
 )
 from tests.services.transcriber.conftest import leave_voicemail, recording, wait_for, words_in
 from tests.services.transcriber.doubles import TwilioDouble
+from transcriber import media
 
 
 def _worker_running(stack: StackUnderTest, job_id: str, timeout: float = 240) -> Worker:
@@ -90,3 +91,27 @@ def test_whole_transcriber_killed_mid_job_is_recovered_through_the_lease(
     assert done.processing_status.value == "ready", done.error
     assert done.attempts == 2
     assert words_in(done.transcript, LONG_WORDS) == [], done.transcript
+
+
+def test_media_not_ready_for_long_is_retried_later_by_the_scheduler(
+    stack: StackUnderTest, twilio: TwilioDouble, english_business
+):
+    """Twilio keeps answering 404 past the in-attempt retries: the attempt fails, the
+    recording goes back to waiting, and RQ's scheduler runs the retry after its backoff."""
+    tries_per_attempt = len(media.RETRY_DELAYS_SECONDS) + 1
+    message = leave_voicemail(
+        stack,
+        twilio,
+        english_business,
+        telephone_mp3(VOICEMAIL_TEXT),
+        not_ready=tries_per_attempt + 1,
+    )
+
+    done = wait_for(message.recording_sid)
+
+    assert done.processing_status.value == "ready", done.error
+    assert done.attempts == 2
+    assert done.error is None
+    statuses = [g.status for g in twilio.gets_of(message.recording_sid)]
+    assert statuses == [404] * (tries_per_attempt + 1) + [200]
+    assert words_in(done.transcript, VOICEMAIL_WORDS) == []
