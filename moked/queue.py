@@ -110,13 +110,28 @@ def abandoned_job(redis: Redis, recording_sid: str, *, worker_dead: bool = False
 def requeue_abandoned(redis: Redis, recording_sid: str, *, worker_dead: bool = False) -> bool:
     """Put an abandoned job back on the queue at once (instead of RQ's ~job-timeout sweep).
 
-    Returns True when the job was abandoned and has been queued again.
+    Returns True when the job was abandoned and has been queued again. The dead job's
+    traces are removed with plain Redis commands: RQ's own `job.delete()` fetches every
+    execution and raises when one expired, which would wedge the recovery on that job.
     """
     job = abandoned_job(redis, recording_sid, worker_dead=worker_dead)
     if job is None:
         return False
-    registry = StartedJobRegistry(queue=transcription_queue(redis))
-    registry.remove_executions(job)
-    job.delete(remove_from_queue=True)
+    started = StartedJobRegistry(queue=transcription_queue(redis))
+    prefix = f"{job.id}:".encode()
+    members: list[bytes | str] = list(redis.zrange(started.key, 0, -1))  # type: ignore[arg-type]
+    stale = [m for m in members if _as_bytes(m).startswith(prefix)]
+    executions = f"rq:executions:{job.id}"
+    with redis.pipeline() as pipe:
+        if stale:
+            pipe.zrem(started.key, *stale)
+        for key in redis.scan_iter(match=f"rq:execution:{job.id}:*", count=100):
+            pipe.delete(key)
+        pipe.delete(executions, job.key)
+        pipe.execute()
     log.warning("job of %s was abandoned by a dead worker; queued again", recording_sid)
     return enqueue_transcription(redis, recording_sid)
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()

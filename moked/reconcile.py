@@ -195,23 +195,33 @@ def requeue_stale(settings: Settings, redis: Redis) -> int:
         ).all()
     requeued = 0
     for recording_sid, status in rows:
-        if requeue_abandoned(redis, recording_sid):
-            # RQ says started, but the worker's lease expired: it died (SIGKILL, OOM).
-            requeued += 1
-            metrics.RECONCILER_REQUEUED.labels("abandoned").inc()
-            continue
-        if pending_job(redis, recording_sid) is not None:
-            continue
-        if enqueue_transcription(redis, recording_sid):
-            requeued += 1
-            metrics.RECONCILER_REQUEUED.labels(status.value).inc()
-            with session_scope() as session:
-                recording = session.scalar(
-                    select(Recording).where(Recording.recording_sid == recording_sid)
-                )
-                if recording is not None:
-                    recording.queued_at = utcnow()
+        try:
+            requeued += _requeue_one(redis, recording_sid, status)
+        except RETRYABLE:
+            raise
+        except Exception:
+            # One odd job (a corrupt hash, an RQ surprise) must not block the others.
+            log.exception("could not re-queue %s; the next pass tries again", recording_sid)
     return requeued
+
+
+def _requeue_one(redis: Redis, recording_sid: str, status: ProcessingStatus) -> int:
+    if requeue_abandoned(redis, recording_sid):
+        # RQ says started, but the worker's lease expired: it died (SIGKILL, OOM).
+        metrics.RECONCILER_REQUEUED.labels("abandoned").inc()
+        return 1
+    if pending_job(redis, recording_sid) is not None:
+        return 0
+    if not enqueue_transcription(redis, recording_sid):
+        return 0
+    metrics.RECONCILER_REQUEUED.labels(status.value).inc()
+    with session_scope() as session:
+        recording = session.scalar(
+            select(Recording).where(Recording.recording_sid == recording_sid)
+        )
+        if recording is not None:
+            recording.queued_at = utcnow()
+    return 1
 
 
 def retry_recording(redis: Redis, recording_sid: str) -> str:

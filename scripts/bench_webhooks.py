@@ -48,7 +48,7 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(name: str, output: str) -> WrkResult:
-    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.M))
+    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", output, re.M))
     latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
@@ -98,8 +98,18 @@ def _lua_for(stack: StackUnderTest, to_number: str) -> str:
 
 
 def _wrk(url: str, script: Path | None) -> str:
-    command = ["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{DURATION_SECONDS}s",
-               "--latency", "--timeout", "10s"]
+    command = [
+        "wrk",
+        "-t",
+        str(THREADS),
+        "-c",
+        str(CONNECTIONS),
+        "-d",
+        f"{DURATION_SECONDS}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
     if script is not None:
         command += ["-s", str(script)]
     return subprocess.run(
@@ -117,9 +127,7 @@ def run_against(stack: StackUnderTest, to_number: str) -> list[WrkResult]:
         baseline = parse_wrk(
             "constant TwiML (/webhook/ping)", _wrk(stack.base + "/webhook/ping", ping)
         )
-        incoming = parse_wrk(
-            "signed incoming_call + DB write", _wrk(stack.base + "/", script)
-        )
+        incoming = parse_wrk("signed incoming_call + DB write", _wrk(stack.base + "/", script))
     return [baseline, incoming]
 
 
@@ -150,8 +158,11 @@ def run() -> str:
         with session_scope() as session:
             upsert_business(
                 session,
-                BusinessSpec(name="Bench", numbers=("+97235550177",),
-                             greeting_mp3=synthesize_mp3("bench", "en")),
+                BusinessSpec(
+                    name="Bench",
+                    numbers=("+97235550177",),
+                    greeting_mp3=synthesize_mp3("bench", "en"),
+                ),
                 stack.settings.greetings_dir,
             )
         results = run_against(stack, "+97235550177")

@@ -52,6 +52,9 @@ def make_test_settings(state_dir: Path, **overrides: object) -> Settings:
         "redis_url": f"redis://127.0.0.1:{free_port()}/0",
         "twilio_account_sid": TEST_ACCOUNT_SID,
         "twilio_auth_token": secrets.token_hex(16),
+        # Tests never reach Twilio: the REST API points at a closed loopback port unless a
+        # test passes its own mock's address.
+        "twilio_api_base": "http://127.0.0.1:9",
         "secret_key": secrets.token_hex(32),
         "state_dir": state_dir,
         "greetings_dir": state_dir / "media" / "voice_responses",

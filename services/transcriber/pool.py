@@ -107,7 +107,6 @@ class Pool:
 
     def _recover_job_of(self, worker_name: str, pid: int) -> None:
         """Re-queue the job the dead worker was running, and forget the worker in Redis."""
-        from redis.exceptions import RedisError
         from rq import Worker
 
         from moked.queue import requeue_abandoned
@@ -125,7 +124,7 @@ class Pool:
                 if requeue_abandoned(self.redis, job_id, worker_dead=True):
                     log.warning("re-queued %s, abandoned by the dead worker %d", job_id, pid)
             worker.register_death()  # type: ignore[no-untyped-call]
-        except RedisError as exc:
+        except Exception as exc:  # never let recovery stop the pool; the reconciler retries
             log.warning(
                 "could not recover the job of dead worker %d (reconciler will): %s", pid, exc
             )

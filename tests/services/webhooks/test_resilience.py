@@ -17,7 +17,7 @@ from moked.statuses import CallStatus, EventSource
 from tests.helpers import call_params, new_call_sid
 
 
-def eventually(check: Callable[[], bool], timeout: float = 45.0, what: str = "condition") -> None:
+def eventually(check: Callable[[], bool], timeout: float = 90.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
