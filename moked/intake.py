@@ -133,6 +133,18 @@ def find_business(session: Session, to_number: str | None) -> Business | None:
     )
 
 
+def _jsonb_safe(params: RawParams) -> RawParams:
+    """Postgres JSONB cannot hold NUL; Twilio never sends one, garbage may."""
+
+    def clean(value: str) -> str:
+        return value.replace("\x00", "\ufffd")
+
+    return {
+        clean(key): [clean(v) for v in value] if isinstance(value, list) else clean(value)
+        for key, value in params.items()
+    }
+
+
 def log_event(session: Session, event: InboundEvent) -> bool:
     """Append the event to the webhook log; False when this receipt was logged before."""
     call_sid = _clip(event.flat.get("CallSid"))
@@ -142,7 +154,7 @@ def log_event(session: Session, event: InboundEvent) -> bool:
             event_id=event.event_id,
             endpoint=event.endpoint.value,
             call_sid=call_sid[:64] if call_sid else None,
-            params=event.params,
+            params=_jsonb_safe(event.params),
             source=event.source,
             received_at=event.received_at,
         )

@@ -26,7 +26,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
 from moked import backlog, metrics, twilio_sync
 from moked.db.models import Recording
@@ -67,13 +67,25 @@ def _enqueue_quietly(redis: Redis, recording_sid: str | None) -> None:
         log.warning("could not queue %s yet: %s", recording_sid, exc)
 
 
+def _postgres_away(exc: DBAPIError) -> bool:
+    """Connectivity (retry later) as opposed to an event Postgres refuses (set it aside)."""
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
 def replay_spool(settings: Settings, redis: Redis) -> int:
     spool = Spool(settings.spool_dir)
     replayed = 0
     try:
         for path, event in spool.pending():
-            with session_scope() as session:
-                effects = apply_event(session, event)
+            try:
+                with session_scope() as session:
+                    effects = apply_event(session, event)
+            except DBAPIError as exc:
+                if _postgres_away(exc):
+                    raise  # Postgres is still away: try again next pass
+                bad = spool.quarantine(path)
+                log.error("spooled event refused by Postgres, set aside as %s: %s", bad, exc)
+                continue
             spool.done(path)
             replayed += 1
             metrics.WEBHOOK_EVENTS_REPLAYED.labels(EventSource.SPOOL.value).inc()
@@ -166,11 +178,19 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
             event = parse_fallback_line(raw.decode("utf-8", "replace"), settings)
             if event is not None:
                 _count_fallback_once(path, offset, event)
-                with session_scope() as session:
-                    effects = apply_event(session, event)
-                replayed += 1
-                metrics.WEBHOOK_EVENTS_REPLAYED.labels(EventSource.NGINX_FALLBACK.value).inc()
-                _enqueue_quietly(redis, effects.enqueue_recording_sid)
+                try:
+                    with session_scope() as session:
+                        effects = apply_event(session, event)
+                except DBAPIError as exc:
+                    if _postgres_away(exc):
+                        raise  # the offset stays; the next pass retries this line
+                    log.error(
+                        "nginx fallback entry %s refused by Postgres: %s", event.event_id, exc
+                    )
+                else:
+                    replayed += 1
+                    metrics.WEBHOOK_EVENTS_REPLAYED.labels(EventSource.NGINX_FALLBACK.value).inc()
+                    _enqueue_quietly(redis, effects.enqueue_recording_sid)
             offset += len(raw)
             offset_file.write_text(str(offset))
     return replayed

@@ -58,6 +58,13 @@ class Spool:
     def done(path: Path) -> None:
         path.unlink(missing_ok=True)
 
+    @staticmethod
+    def quarantine(path: Path) -> Path:
+        """Set aside an event the database refuses, so it cannot block the ones after it."""
+        target = path.with_suffix(".bad")
+        path.rename(target)
+        return target
+
 
 class SpoolCorrupt(ValueError):
     """A spool file could not be read; it was renamed to *.bad for an operator."""

@@ -62,7 +62,13 @@ class _Backoff:
         self.until = 0.0
 
 
-_backoff = _Backoff()
+_backoffs: dict[str, _Backoff] = {}
+
+
+def _backoff_for(settings: Settings) -> _Backoff:
+    """One backoff per API origin and account: an unreachable one never silences another."""
+    key = f"{rest.api_origin(settings)}|{settings.twilio_account_sid}"
+    return _backoffs.setdefault(key, _Backoff())
 
 
 def calls_missing_recordings(settings: Settings, limit: int = CALLS_PER_PASS) -> list[str]:
@@ -112,7 +118,8 @@ def _event(settings: Settings, remote: rest.RemoteRecording) -> InboundEvent:
 
 def recover_recordings(settings: Settings, redis: Redis) -> int:
     """Apply recordings Twilio holds for calls whose callback never came; queued count."""
-    if not rest.rest_enabled(settings) or not _backoff.ready():
+    backoff = _backoff_for(settings)
+    if not rest.rest_enabled(settings) or not backoff.ready():
         return 0
     call_sids = [
         sid
@@ -127,9 +134,9 @@ def recover_recordings(settings: Settings, redis: Redis) -> int:
         try:
             remotes = rest.call_recordings(settings, client, call_sid)
         except rest.TwilioApiError as exc:
-            _backoff.failed(exc)
+            backoff.failed(exc)
             break
-        _backoff.succeeded()
+        backoff.succeeded()
         for remote in remotes:
             if remote.status not in ("completed", "absent"):
                 continue
@@ -153,7 +160,8 @@ def retry_deletions(settings: Settings, redis: Redis) -> int:
     """RECORDING_DELETE_FROM_TWILIO: delete Twilio's copy of recordings we hold and used."""
     if not settings.recording_delete_from_twilio or not rest.rest_enabled(settings):
         return 0
-    if not _backoff.ready():
+    backoff = _backoff_for(settings)
+    if not backoff.ready():
         return 0
     with session_scope() as session:
         sids = list(
@@ -179,9 +187,9 @@ def retry_deletions(settings: Settings, redis: Redis) -> int:
             rest.delete_recording(settings, client, sid)
         except rest.TwilioApiError as exc:
             metrics.TWILIO_RECORDINGS_DELETED.labels("error").inc()
-            _backoff.failed(exc)
+            backoff.failed(exc)
             break
-        _backoff.succeeded()
+        backoff.succeeded()
         metrics.TWILIO_RECORDINGS_DELETED.labels("deleted").inc()
         mark_deleted(sid)
         deleted += 1

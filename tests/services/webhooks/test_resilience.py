@@ -180,3 +180,17 @@ def test_hebrew_and_xml_special_business_names_are_escaped(
     assert say is not None
     assert say.text == "שלום & <ברוכים> 'הבאים'"
     assert say.get("language") == "he-IL"
+
+
+def test_a_nul_byte_is_stored_not_spooled_forever(stack: StackUnderTest, make_business) -> None:
+    """Postgres JSONB refuses NUL; such garbage must neither be lost nor block the spool."""
+    business = make_business()
+    call_sid = new_call_sid()
+    params = call_params(call_sid, business.numbers[0].e164, CallerName="evil\x00name")
+
+    response = stack.post("/webhook/call_status", params)
+
+    assert response.status_code == 200
+    row = call_row(call_sid)
+    assert row is not None
+    assert not list(stack.settings.spool_dir.glob("*.json"))
