@@ -175,6 +175,7 @@ def retry_deletions(settings: Settings, redis: Redis) -> int:
                     Recording.deleted_from_twilio_at.is_(None),
                     Recording.processing_finished_at < utcnow() - DELETE_AFTER,
                 )
+                .order_by(Recording.processing_finished_at)
                 .limit(CALLS_PER_PASS)
             ).all()
         )

@@ -66,10 +66,16 @@ def test_postgres_down_still_answers_and_replays_after(
     assert verbs[:3] == ["Play", "Pause", "Record"], "the last known greeting is still played"
     assert status.status_code == 200
 
-    eventually(
-        lambda: (row := call_row(call_sid)) is not None and row.status is CallStatus.COMPLETED,
-        what="spooled events replayed",
-    )
+    try:
+        eventually(
+            lambda: (row := call_row(call_sid)) is not None and row.status is CallStatus.COMPLETED,
+            timeout=150.0,
+            what="spooled events replayed",
+        )
+    except AssertionError as exc:
+        spool = sorted(p.name for p in stack.settings.spool_dir.iterdir())
+        log = (stack.layout.log_dir / "reconciler.log").read_text()[-3000:]
+        raise AssertionError(f"{exc}\nspool: {spool}\nreconciler log:\n{log}") from None
     row = call_row(call_sid)
     assert row is not None
     assert row.business_id == business.id
