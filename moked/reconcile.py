@@ -120,7 +120,7 @@ def parse_fallback_line(line: str, settings: Settings) -> InboundEvent | None:
     url = signature.signed_url(settings.public_base, parts.path, parts.query)
     token = settings.twilio_auth_token.get_secret_value()
     multi = {k: v if isinstance(v, list) else [v] for k, v in params.items()}
-    if not signature.is_valid(token, url, _MultiView(multi), entry.get("signature")):
+    if not signature.is_valid(token, url, signature.FormParams(multi), entry.get("signature")):
         log.warning("fallback log entry %s has no valid signature; ignored", entry.get("id"))
         return None
     try:
@@ -134,13 +134,6 @@ def parse_fallback_line(line: str, settings: Settings) -> InboundEvent | None:
         event_id=f"nginx-{entry.get('id', '')}"[:64],
         source=EventSource.NGINX_FALLBACK,
     )
-
-
-class _MultiView(dict[str, list[str]]):
-    """A mapping with getlist(), so twilio's validator signs repeated keys."""
-
-    def getlist(self, key: str) -> list[str]:
-        return self[key]
 
 
 _fallback_counted: dict[Path, int] = {}

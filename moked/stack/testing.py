@@ -19,7 +19,7 @@ import requests
 from moked.settings import ENV_FILE_VARIABLE, Settings, get_settings, load_settings
 from moked.stack import native
 from moked.stack.config import StackLayout
-from moked.twilio.signature import SIGNATURE_HEADER, sign
+from moked.twilio.signature import SIGNATURE_HEADER, FormParams, sign
 
 TEST_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 
@@ -142,7 +142,7 @@ class StackUnderTest:
             for key, value in pairs:
                 multi.setdefault(key, []).append(value)
             headers[SIGNATURE_HEADER] = signature or sign(
-                self.settings.twilio_auth_token.get_secret_value(), url, _MultiDict(multi)
+                self.settings.twilio_auth_token.get_secret_value(), url, FormParams(multi)
             )
         return requests.post(
             url, data=pairs, headers=headers, timeout=timeout, allow_redirects=False
@@ -155,11 +155,6 @@ def _answers(url: str) -> bool:
     except requests.RequestException:
         return False
     return True
-
-
-class _MultiDict(dict[str, list[str]]):
-    def getlist(self, key: str) -> list[str]:
-        return self[key]
 
 
 def start_test_stack(state_dir: Path, **overrides: object) -> StackUnderTest:

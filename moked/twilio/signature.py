@@ -14,6 +14,14 @@ from twilio.request_validator import RequestValidator
 SIGNATURE_HEADER = "X-Twilio-Signature"
 
 
+class FormParams(dict[str, list[str]]):
+    """Form parameters with every value kept, and the getlist() twilio's validator uses,
+    so a name sent twice is signed with both values, as Twilio does."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self[key]
+
+
 def signed_url(public_base: str, raw_path: str, raw_query: str = "") -> str:
     """The URL as Twilio called it: origin from PUBLIC_HOST, path and query untouched."""
     url = public_base.rstrip("/") + raw_path
