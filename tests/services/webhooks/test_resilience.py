@@ -45,8 +45,9 @@ def test_postgres_down_still_answers_and_replays_after(
 ) -> None:
     business = make_business(greeting_mp3=synthesize_mp3("welcome", "en"))
     number = business.numbers[0].e164
-    warm_sid = new_call_sid()
-    stack.post("/webhook/incoming_call", call_params(warm_sid, number))  # greeting remembered
+    # The last known greeting is remembered per gunicorn worker process: warm them all.
+    for _ in range(40):
+        stack.post("/webhook/incoming_call", call_params(new_call_sid(), number))
 
     call_sid = new_call_sid()
     stack.supervisorctl("stop", "postgres")
