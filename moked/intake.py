@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, Select, bindparam, literal, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -145,19 +146,23 @@ def _jsonb_safe(params: RawParams) -> RawParams:
     }
 
 
+def _log_values(event: InboundEvent) -> dict[str, Any]:
+    call_sid = _clip(event.flat.get("CallSid"))
+    return {
+        "event_id": event.event_id,
+        "endpoint": event.endpoint.value,
+        "call_sid": call_sid[:64] if call_sid else None,
+        "params": _jsonb_safe(event.params),
+        "source": event.source,
+        "received_at": event.received_at,
+    }
+
+
 def log_event(session: Session, event: InboundEvent) -> bool:
     """Append the event to the webhook log; False when this receipt was logged before."""
-    call_sid = _clip(event.flat.get("CallSid"))
     stmt = (
         insert(WebhookEvent)
-        .values(
-            event_id=event.event_id,
-            endpoint=event.endpoint.value,
-            call_sid=call_sid[:64] if call_sid else None,
-            params=_jsonb_safe(event.params),
-            source=event.source,
-            received_at=event.received_at,
-        )
+        .values(_log_values(event))
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(WebhookEvent.id)
     )
@@ -295,3 +300,110 @@ def apply_event(session: Session, event: InboundEvent) -> Effects:
                 effects.enqueue_recording_sid = recording_sid
     session.flush()
     return effects
+
+
+_NEW_CALL_COLUMNS = (
+    "account_sid",
+    "from_number",
+    "to_number",
+    "caller_name",
+    "direction",
+    "status",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_seconds",
+    "last_sequence_number",
+)
+
+
+@functools.cache
+def _new_call_statement() -> Select[Any]:
+    """Built once: log the event, insert the call, find the business — one statement.
+
+    Every value is a bound parameter, so SQLAlchemy compiles it once per process.
+    """
+    business = (
+        select(
+            Business.id,
+            Business.language,
+            Business.greeting_file,
+            Business.greeting_text,
+            Business.record_max_length,
+            Business.record_timeout,
+            Business.record_finish_on_key,
+            Business.record_play_beep,
+            Business.record_trim,
+        )
+        .join(PhoneNumber)
+        .where(PhoneNumber.e164 == bindparam("e164"))
+        .limit(1)
+        .cte("business")
+    )
+    logged = (
+        insert(WebhookEvent)
+        .values(
+            {
+                name: bindparam(f"log_{name}")
+                for name in ("event_id", "endpoint", "call_sid", "params", "source", "received_at")
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(WebhookEvent.id)
+        .cte("logged")
+    )
+    inserted = (
+        insert(Call)
+        .values(
+            {
+                **{name: bindparam(name) for name in ("call_sid", *_NEW_CALL_COLUMNS)},
+                "business_id": select(business.c.id).scalar_subquery(),
+            }
+        )
+        .on_conflict_do_nothing(index_elements=["call_sid"])
+        .returning(Call.id)
+        .cte("inserted")
+    )
+    one_row = select(literal(1).label("one")).subquery()
+    return select(
+        select(inserted.c.id).scalar_subquery().label("new_call_id"),
+        select(logged.c.id).scalar_subquery().label("log_id"),
+        business,
+    ).select_from(one_row.outerjoin(business, true()))
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A first `incoming_call` stored in one statement, with the business that was dialled."""
+
+    effects: Effects
+    business: Row[Any] | None
+    """The business's greeting fields (see `answers.BusinessGreeting`), or None: unassigned."""
+
+
+def apply_new_call(connection: Connection, event: InboundEvent) -> NewCall | None:
+    """The hot path of `incoming_call`: log it, insert the call and find its business in one
+    round trip (one statement, so atomic even in autocommit).
+
+    The row is what `merge_call` makes of the event on an empty call, so the result is the
+    same as `apply_event`'s. Returns None, having changed nothing but the (idempotent) log,
+    when the call already exists (a retry, or a status callback that came first): the caller
+    then applies the event with `apply_event`, which merges under a row lock.
+    """
+    params = event.flat
+    call_sid = valid_sid(params.get("CallSid"), "CA")
+    if event.endpoint is not Endpoint.INCOMING_CALL or call_sid is None:
+        return None
+    call = Call(call_sid=call_sid)
+    merge_call(call, params, event_time(params, event.received_at), None)
+    values: dict[str, Any] = {name: getattr(call, name) for name in _NEW_CALL_COLUMNS}
+    values["call_sid"] = call_sid
+    values["direction"] = values["direction"] or Direction.INBOUND
+    values["status"] = values["status"] or CallStatus.RINGING
+    values["e164"] = try_e164(params.get("To") or params.get("Called")) or ""
+    values.update({f"log_{name}": value for name, value in _log_values(event).items()})
+    row = connection.execute(_new_call_statement(), values).one()
+    if row.new_call_id is None:
+        return None
+    effects = Effects(call_sid=call_sid, business_id=row.id, new_call=True)
+    return NewCall(effects=effects, business=row if row.id is not None else None)

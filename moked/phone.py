@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import phonenumbers
 
 DEFAULT_REGION = "IL"
@@ -22,8 +24,11 @@ def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=4096)
 def try_e164(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
-    """E.164 for a number Twilio sent, or None ('anonymous', 'client:x', garbage)."""
+    """E.164 for a number Twilio sent, or None ('anonymous', 'client:x', garbage).
+
+    Cached: every call to a business carries the same `To`, and parsing is not free."""
     if not raw:
         return None
     try:

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         """PUBLIC_HOST without a trailing slash: the origin Twilio calls and fetches."""
         return self.public_host.rstrip("/")
 
+    @property
+    def last_known_answers_dir(self) -> Path:
+        """Where webhooks keep each number's last answer, for callers during an outage."""
+        return self.state_dir / "last-known-answers"
+
     def public_url(self, path: str) -> str:
         return self.public_base + "/" + path.lstrip("/")
 

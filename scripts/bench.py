@@ -65,8 +65,11 @@ def main() -> int:
             section = f"## {name}\n\nfailed:\n\n```\n{traceback.format_exc()}```\n"
         print(section, flush=True)
         parts += [section, ""]
-    OUTPUT.write_text("\n".join(parts), encoding="utf-8")
-    print(f"written to {OUTPUT}")
+    if set(wanted) == set(SECTIONS):
+        OUTPUT.write_text("\n".join(parts), encoding="utf-8")
+        print(f"written to {OUTPUT}")
+    else:  # a partial run must not wipe the other sections' numbers
+        print(f"partial run (BENCH_ONLY): {OUTPUT} left as it was")
     return 1 if failed else 0
 
 

@@ -6,16 +6,20 @@ import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from moked.settings import get_settings
 
 
-def make_engine(database_url: str, *, statement_timeout_ms: int = 5000) -> Engine:
+def make_engine(
+    database_url: str, *, statement_timeout_ms: int = 5000, autocommit: bool = False
+) -> Engine:
     """An engine that fails fast: a webhook must never wait on a dead database."""
+    options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     return create_engine(
         database_url,
+        **options,
         pool_size=5,
         max_overflow=5,
         pool_timeout=2,
@@ -32,6 +36,13 @@ def make_engine(database_url: str, *, statement_timeout_ms: int = 5000) -> Engin
 @functools.cache
 def get_engine() -> Engine:
     return make_engine(get_settings().database_url)
+
+
+@functools.cache
+def _autocommit_engine() -> Engine:
+    # Its own small pool: switching a pooled connection's isolation level costs a call to
+    # the driver on every checkout and return.
+    return make_engine(get_settings().database_url, autocommit=True)
 
 
 @functools.cache
@@ -53,9 +64,18 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+@contextmanager
+def autocommit_connection() -> Iterator[Connection]:
+    """A pooled connection where each statement commits on its own: one round trip for a
+    single-statement write (no BEGIN, no COMMIT), for the webhooks' hot path."""
+    with _autocommit_engine().connect() as connection:
+        yield connection
+
+
 def reset_engine() -> None:
     """Forget the engine (after a fork, or when settings change in tests)."""
-    if get_engine.cache_info().currsize:
-        get_engine().dispose(close=False)
-    get_engine.cache_clear()
+    for cached in (get_engine, _autocommit_engine):
+        if cached.cache_info().currsize:
+            cached().dispose(close=False)
+        cached.cache_clear()
     _session_factory.cache_clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from twilio.twiml.voice_response import VoiceResponse
@@ -34,13 +35,15 @@ def _say(response: VoiceResponse, text: str, language: str) -> None:
     response.say(text, language=language)
 
 
+@functools.lru_cache(maxsize=1024)
 def incoming_call(greeting: Greeting, record: RecordOptions, goodbye_text: str) -> str:
     """Greeting, a pause, the recording, and a goodbye for callers who leave nothing.
 
     Twilio requests `action` only when something was recorded; an empty recording falls
     through to the next verb, so the goodbye and hang-up are never skipped. Callback URLs
     are relative, resolved by Twilio against the URL it called (PUBLIC_HOST), as in the
-    static fallback TwiML nginx serves.
+    static fallback TwiML nginx serves. Cached: a business's answer is the same for every
+    caller until its greeting changes (the arguments are frozen values).
     """
     response = VoiceResponse()
     if greeting.audio_url:

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from redis import Redis
@@ -22,10 +21,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from moked import metrics
+from moked.answers import CallAnswer, LastKnownAnswers, answer_for, default_answer, playable
 from moked.db.models import Business
-from moked.db.session import get_engine, session_scope
-from moked.greetings import greeting_url, is_playable
-from moked.intake import Effects, InboundEvent, RawParams, apply_event, log_event
+from moked.db.session import autocommit_connection, get_engine, session_scope
+from moked.intake import Effects, InboundEvent, RawParams, apply_event, apply_new_call, log_event
 from moked.queue import enqueue_transcription, redis_client
 from moked.settings import Settings, get_settings
 from moked.spool import Spool
@@ -38,14 +37,6 @@ TEXT_PLAIN = "text/plain; charset=utf-8"
 bp = Blueprint("webhooks", __name__)
 
 
-@dataclass(frozen=True, slots=True)
-class CallAnswer:
-    """What a business's callers hear; remembered so a database outage still greets them."""
-
-    greeting: twiml.Greeting
-    record: twiml.RecordOptions
-
-
 def _settings() -> Settings:
     settings: Settings = current_app.config["MOKED_SETTINGS"]
     return settings
@@ -56,9 +47,9 @@ def _redis() -> Redis:
     return client
 
 
-def _last_known() -> dict[str, CallAnswer]:
-    cache: dict[str, CallAnswer] = current_app.config["MOKED_LAST_KNOWN_ANSWERS"]
-    return cache
+def _last_known() -> LastKnownAnswers:
+    answers: LastKnownAnswers = current_app.config["MOKED_LAST_KNOWN_ANSWERS"]
+    return answers
 
 
 def _xml(body: str) -> Response:
@@ -95,49 +86,28 @@ def _signature_ok() -> bool:
     )
 
 
-def _default_answer(settings: Settings) -> CallAnswer:
-    return CallAnswer(
-        greeting=twiml.Greeting(audio_url=None, text=settings.default_greeting_text),
-        record=twiml.RecordOptions(),
-    )
-
-
-def _answer_for(settings: Settings, business: Business | None) -> CallAnswer:
-    if business is None:
-        return _default_answer(settings)
-    audio_url = None
-    if is_playable(settings.greetings_dir, business.greeting_file):
-        assert business.greeting_file is not None
-        audio_url = greeting_url(settings.public_base, business.greeting_file)
-    return CallAnswer(
-        greeting=twiml.Greeting(
-            audio_url=audio_url,
-            text=business.greeting_text or settings.default_greeting_text,
-            language=business.language or twiml.SAY_LANGUAGE,
-        ),
-        record=twiml.RecordOptions(
-            max_length=business.record_max_length,
-            timeout=business.record_timeout,
-            finish_on_key=business.record_finish_on_key,
-            play_beep=business.record_play_beep,
-            trim=business.record_trim,
-        ),
-    )
+def _apply(event: InboundEvent) -> tuple[Effects, CallAnswer | None]:
+    settings = _settings()
+    if event.endpoint is Endpoint.INCOMING_CALL:
+        # Most calls are new: one statement stores them and finds the business.
+        with autocommit_connection() as connection:
+            new_call = apply_new_call(connection, event)
+        if new_call is not None:
+            return new_call.effects, answer_for(settings, new_call.business)
+    with session_scope() as session:
+        effects = apply_event(session, event)
+        answer = None
+        if event.endpoint is Endpoint.INCOMING_CALL:
+            business = session.get(Business, effects.business_id) if effects.business_id else None
+            answer = answer_for(settings, business)
+    return effects, answer
 
 
 def _store(event: InboundEvent) -> tuple[Effects | None, CallAnswer | None]:
     """Apply the event; on a database failure keep it in the spool. Never raises."""
     settings = _settings()
     try:
-        with session_scope() as session:
-            effects = apply_event(session, event)
-            answer = None
-            if event.endpoint is Endpoint.INCOMING_CALL:
-                business = (
-                    session.get(Business, effects.business_id) if effects.business_id else None
-                )
-                answer = _answer_for(settings, business)
-        return effects, answer
+        return _apply(event)
     except SQLAlchemyError as exc:
         log.warning("postgres unavailable (%s); spooling %s", type(exc).__name__, event.event_id)
     except Exception:
@@ -164,9 +134,10 @@ def _incoming_call(event: InboundEvent) -> Response:
     to_number = event.flat.get("To", "")
     effects, answer = _store(event)
     if answer is not None:
-        _last_known()[to_number] = answer
+        _last_known().remember(to_number, answer)
     else:
-        answer = _last_known().get(to_number) or _default_answer(settings)
+        remembered = _last_known().recall(to_number)
+        answer = playable(settings, remembered) if remembered else default_answer(settings)
     if effects is not None and effects.new_call:
         metrics.CALLS_RECEIVED.labels(str(effects.business_id or "unassigned")).inc()
     return _xml(twiml.incoming_call(answer.greeting, answer.record, settings.no_message_text))
@@ -292,7 +263,7 @@ def prometheus_metrics() -> Response:
 def _fallback_for(endpoint: Endpoint | None) -> Response:
     settings = _settings()
     if endpoint is Endpoint.INCOMING_CALL:
-        answer = _default_answer(settings)
+        answer = default_answer(settings)
         return _xml(twiml.incoming_call(answer.greeting, answer.record, settings.no_message_text))
     if endpoint is Endpoint.HANDLE_RECORDING:
         return _xml(twiml.thanks_and_hangup(settings.thanks_text))
@@ -336,7 +307,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         MOKED_SETTINGS=settings,
         MOKED_REDIS=redis_client(settings.redis_url),
-        MOKED_LAST_KNOWN_ANSWERS={},
+        MOKED_LAST_KNOWN_ANSWERS=LastKnownAnswers(settings.last_known_answers_dir),
         MAX_CONTENT_LENGTH=256 * 1024,
     )
     app.url_map.strict_slashes = False  # never a redirect for a trailing slash

@@ -5,9 +5,22 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 
-from moked.db.models import Call
-from moked.intake import event_time, merge_call, valid_sid
-from moked.statuses import CallStatus
+import pytest
+from sqlalchemy import func, select
+
+from moked.db.models import Call, WebhookEvent
+from moked.db.session import autocommit_connection, session_scope
+from moked.intake import (
+    InboundEvent,
+    apply_event,
+    apply_new_call,
+    event_time,
+    merge_call,
+    valid_sid,
+)
+from moked.stack.testing import StackUnderTest
+from moked.statuses import CallStatus, Endpoint
+from tests.helpers import call_params, new_call_sid
 
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)
 
@@ -81,3 +94,133 @@ def test_sid_validation() -> None:
     assert valid_sid("RE" + "a1" * 16, "CA") is None
     assert valid_sid("CA' OR 1=1 --", "CA") is None
     assert valid_sid("CA" + "א" * 32, "CA") is None
+
+
+# --- the one-statement path for a new call, against the real Postgres -------------------
+
+_MERGED_COLUMNS = (
+    "business_id",
+    "account_sid",
+    "from_number",
+    "to_number",
+    "caller_name",
+    "direction",
+    "status",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "duration_seconds",
+    "last_sequence_number",
+)
+
+
+def _incoming(call_sid: str, to: str, **extra: str) -> InboundEvent:
+    return InboundEvent(
+        endpoint=Endpoint.INCOMING_CALL,
+        params=call_params(call_sid, to, **extra),
+        received_at=T0,
+    )
+
+
+def _stored(call_sid: str) -> dict[str, object]:
+    with session_scope() as session:
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None
+        return {name: getattr(call, name) for name in _MERGED_COLUMNS}
+
+
+def _log_count(event_id: str) -> int:
+    with session_scope() as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(WebhookEvent)
+                .where(WebhookEvent.event_id == event_id)
+            )
+            or 0
+        )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"CallStatus": "in-progress", "SequenceNumber": "3", "CallerName": "דנה & <שות'>"},
+        {
+            "CallStatus": "no-answer",
+            "CallDuration": "0",
+            "Timestamp": "Sat, 28 Nov 2026 10:00:05 +0000",
+        },
+        {"Direction": "outbound-api", "CallStatus": "garbage"},
+    ],
+)
+def test_new_call_statement_stores_what_apply_event_stores(
+    stack: StackUnderTest, make_business, extra: dict[str, str]
+) -> None:
+    business = make_business()
+    number = business.numbers[0].e164
+    fast_sid, slow_sid = new_call_sid(), new_call_sid()
+
+    fast_event = _incoming(fast_sid, number, **extra)
+    with autocommit_connection() as connection:
+        new_call = apply_new_call(connection, fast_event)
+    assert new_call is not None
+    assert new_call.effects.new_call and new_call.effects.call_sid == fast_sid
+    assert new_call.effects.business_id == business.id
+    assert (
+        new_call.business is not None and new_call.business.greeting_text == business.greeting_text
+    )
+
+    with session_scope() as session:
+        effects = apply_event(session, _incoming(slow_sid, number, **extra))
+    assert effects.business_id == business.id and effects.new_call
+
+    assert _stored(fast_sid) == _stored(slow_sid)
+    assert _log_count(fast_event.event_id) == 1
+
+
+def test_new_call_statement_leaves_an_existing_call_to_apply_event(
+    stack: StackUnderTest, make_business
+) -> None:
+    number = make_business().numbers[0].e164
+    call_sid = new_call_sid()
+    # The status callback came first (wrong order): the call exists, completed.
+    with session_scope() as session:
+        apply_event(
+            session,
+            InboundEvent(
+                endpoint=Endpoint.CALL_STATUS,
+                params=call_params(call_sid, number, CallStatus="completed", SequenceNumber="4"),
+                received_at=T0,
+            ),
+        )
+    before = _stored(call_sid)
+    late = _incoming(call_sid, number)
+    with autocommit_connection() as connection:
+        assert apply_new_call(connection, late) is None
+    assert _stored(call_sid) == before, "the call row is not touched"
+    assert _log_count(late.event_id) == 1, "the receipt is logged"
+    with autocommit_connection() as connection:
+        assert apply_new_call(connection, late) is None
+    assert _log_count(late.event_id) == 1, "a replay of the same receipt is not logged twice"
+
+
+def test_new_call_statement_keeps_an_unknown_number_unassigned(stack: StackUnderTest) -> None:
+    call_sid = new_call_sid()
+    with autocommit_connection() as connection:
+        new_call = apply_new_call(connection, _incoming(call_sid, "+972599999999"))
+    assert new_call is not None
+    assert new_call.business is None and new_call.effects.business_id is None
+    stored = _stored(call_sid)
+    assert stored["business_id"] is None and stored["to_number"] == "+972599999999"
+
+
+def test_new_call_statement_ignores_what_is_not_a_new_call(stack: StackUnderTest) -> None:
+    with autocommit_connection() as connection:
+        assert apply_new_call(connection, _incoming("not-a-sid", "+97235550000")) is None
+        status = InboundEvent(
+            endpoint=Endpoint.CALL_STATUS,
+            params=call_params(new_call_sid(), "+97235550000"),
+            received_at=T0,
+        )
+        assert apply_new_call(connection, status) is None
