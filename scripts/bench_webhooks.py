@@ -41,6 +41,8 @@ class WrkResult:
     non_2xx: int
     errors: int
     requests: int
+    cpu_ms_per_call: float
+    """Busy CPU of the whole machine per answered request (wrk and nginx included)."""
 
 
 def _ms(text: str) -> float:
@@ -50,7 +52,8 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNIT[match.group(2)]
 
 
-def parse_wrk(name: str, output: str) -> WrkResult:
+def parse_wrk(name: str, run: tuple[str, float]) -> WrkResult:
+    output, busy_cpu_seconds = run
     percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", output, re.M))
     latency = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
@@ -69,6 +72,7 @@ def parse_wrk(name: str, output: str) -> WrkResult:
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         errors=sum(int(g) for g in errors.groups()) if errors else 0,
         requests=int(completed.group(1)),
+        cpu_ms_per_call=busy_cpu_seconds * 1000 / max(1, int(completed.group(1))),
     )
 
 
@@ -125,7 +129,15 @@ def _lua_for(
     )
 
 
-def _wrk(url: str, script: Path | None) -> str:
+def _busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent busy (every process: wrk, nginx, gunicorn, Postgres)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(url: str, script: Path | None) -> tuple[str, float]:
+    """wrk's report, and the machine's busy CPU seconds during the run."""
     command = [
         "wrk",
         "-t",
@@ -140,9 +152,11 @@ def _wrk(url: str, script: Path | None) -> str:
     ]
     if script is not None:
         command += ["-s", str(script)]
-    return subprocess.run(
+    before = _busy_cpu_seconds()
+    output = subprocess.run(
         [*command, url], capture_output=True, text=True, check=True, timeout=DURATION_SECONDS + 60
     ).stdout
+    return output, _busy_cpu_seconds() - before
 
 
 def run_against(stack: StackUnderTest, to_number: str) -> list[WrkResult]:
@@ -186,14 +200,32 @@ def table(results: list[WrkResult]) -> str:
         f"{CONNECTIONS} concurrent connections, {DURATION_SECONDS} s each, wrk through nginx "
         "to the webhooks gunicorn (same run).",
         "",
-        "| endpoint | calls/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | socket errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| endpoint | calls/s | p50 ms | p90 ms | p99 ms | max ms | CPU ms/call | non-2xx "
+        "| socket errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.name} | {r.requests_per_second:,.0f} | {r.p50_ms:.1f} | {r.p90_ms:.1f} | "
-            f"{r.p99_ms:.1f} | {r.max_ms:.1f} | {r.non_2xx} | {r.errors} |"
+            f"{r.p99_ms:.1f} | {r.max_ms:.1f} | {r.cpu_ms_per_call:.2f} | {r.non_2xx} | "
+            f"{r.errors} |"
         )
+    return "\n".join(lines)
+
+
+def ceiling(results: list[WrkResult]) -> str:
+    """What the CPU cost per call allows on this machine (Little's law, closed loop)."""
+    cores = os.cpu_count() or 1
+    needed = CONNECTIONS / 0.050  # calls/s for a 50 ms mean with CONNECTIONS in flight
+    lines = [
+        f"With {CONNECTIONS} requests always in flight, the mean latency is {CONNECTIONS} / "
+        f"(calls/s), so p99 < 50 ms needs well over {needed:,.0f} calls/s: at most "
+        f"{cores * 1000 / needed:.2f} ms of CPU per call on these {cores} cores. "
+        "Measured ceilings (cores × 1000 / CPU ms per call):",
+        "",
+    ]
+    for r in results[:2]:
+        lines.append(f"- {r.name}: {cores * 1000 / r.cpu_ms_per_call:,.0f} calls/s")
     return "\n".join(lines)
 
 
@@ -223,6 +255,8 @@ def run() -> str:
     return (
         "## Webhooks (issue 2)\n\n"
         + table(results)
+        + "\n\n"
+        + ceiling(results)
         + f"\n\nCalls in Postgres afterwards: {calls:,}, for {sent:,} distinct incoming_call "
         "requests wrk saw answered (requests still in flight when wrk stopped are stored "
         "too, so at most one more per connection and run).\n"
