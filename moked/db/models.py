@@ -80,7 +80,6 @@ class PhoneNumber(Base):
 
 class Call(Base):
     __tablename__ = "calls"
-    __table_args__ = (Index("ix_calls_business_started", "business_id", "started_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     call_sid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -125,6 +124,16 @@ class Call(Base):
     call_tags: Mapped[list[CallTag]] = relationship(
         cascade="all, delete-orphan", order_by="CallTag.created_at"
     )
+
+
+def call_time(call: type[Call] = Call) -> Any:
+    """When a call happened, as the CRM sorts and filters it (Twilio's time, else receipt)."""
+    return func.coalesce(call.started_at, call.created_at)
+
+
+# The inbox: newest first, per business (staff) and across businesses (admins).
+Index("ix_calls_business_inbox", Call.business_id, call_time(), Call.id)
+Index("ix_calls_inbox", call_time(), Call.id)
 
 
 class Recording(Base):

@@ -18,7 +18,7 @@ from sqlalchemy.orm import selectinload
 from crm_ui.access import CurrentUser, scope_calls
 from crm_ui.db import db
 from crm_ui.present import AWAITING, zone
-from moked.db.models import Business, Call, CallTag, Note, Recording, Tag
+from moked.db.models import Business, Call, CallTag, Note, Recording, Tag, call_time
 from moked.statuses import CallStatus, ProcessingStatus
 
 PER_PAGE = 25
@@ -133,7 +133,7 @@ class CallPage:
 
 
 def _sort_key() -> Any:
-    return func.coalesce(Call.started_at, Call.created_at)
+    return call_time()  # the expression the inbox indexes are built on
 
 
 def filtered_calls(filters: CallFilters, user: CurrentUser) -> Select[Call]:

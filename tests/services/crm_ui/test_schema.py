@@ -1,4 +1,4 @@
-"""Migration 0002 matches the models, upgrades and downgrades cleanly."""
+"""The migrations match the models, upgrade and downgrade cleanly; indexes are used."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import create_engine, pool, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
 from moked.db.migrate import alembic_config
-from moked.db.models import Base
+from moked.db.models import Base, Call, call_time
 from moked.stack.native import _superuser_connection
 from moked.stack.testing import StackUnderTest
 
@@ -77,3 +78,24 @@ def test_hebrew_search_uses_the_trigram_index(stack: StackUnderTest) -> None:
     engine.dispose()
     assert "ix_recordings_transcript_trgm" in plan
     assert len(trigrams) > 3
+
+
+@pytest.mark.parametrize(
+    ("business_id", "index"),
+    [(1, "ix_calls_business_inbox"), (None, "ix_calls_inbox")],
+)
+def test_the_inbox_page_reads_an_index_in_order(
+    stack: StackUnderTest, business_id: int | None, index: str
+) -> None:
+    """Newest first without sorting every call of the business (staff) or of all (admins)."""
+    query = select(Call.id).order_by(call_time().desc(), Call.id.desc()).limit(25)
+    if business_id is not None:
+        query = query.where(Call.business_id == business_id)
+    sql = str(query.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    engine = create_engine(stack.settings.database_url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        connection.execute(text("SET enable_seqscan = off"))
+        plan = "\n".join(connection.execute(text("EXPLAIN " + sql)).scalars())
+    engine.dispose()
+    assert index in plan, plan
+    assert "Sort" not in plan, plan
