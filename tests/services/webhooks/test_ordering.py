@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 from redis import Redis
 from sqlalchemy import func, select
@@ -151,3 +152,44 @@ def test_absent_recording_is_recorded_not_queued(stack: StackUnderTest, make_bus
     assert recording.processing_status is ProcessingStatus.ABSENT
     assert recording.error_code == "16102"
     assert not redis(stack).exists(f"rq:job:{recording_sid}")
+
+
+def test_callbacks_racing_each_other_leave_one_of_each(
+    stack: StackUnderTest, make_business
+) -> None:
+    """Twilio's retries overlap the first attempt: the same callbacks arrive at once, on
+    different gunicorn workers, racing the one-statement insert of a new call."""
+    business = make_business()
+    number = business.numbers[0].e164
+    sids = [(new_call_sid(), new_recording_sid()) for _ in range(6)]
+    deliveries = [
+        delivery
+        for call_sid, recording_sid in sids
+        for delivery in callback_sequence(call_sid, recording_sid, number) * 2
+    ]
+    deliveries += [
+        ("/webhook/incoming_call", call_params(call_sid, number)) for call_sid, _ in sids
+    ]
+    random.Random(20261129).shuffle(deliveries)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(lambda d: (d[0], stack.post(*d)), deliveries))
+
+    for path, response in responses:
+        assert response.status_code == 200, (path, response.text)
+        expected = (
+            "text/xml" if path.endswith(("incoming_call", "handle_recording")) else "text/plain"
+        )
+        assert response.headers["Content-Type"].startswith(expected), path
+    greetings = {r.text for path, r in responses if path.endswith("incoming_call")}
+    assert len(greetings) == 1, "every caller of the number hears the same answer"
+    for call_sid, recording_sid in sids:
+        calls, recordings, call, recording = final_state(call_sid)
+        assert (calls, recordings) == (1, 1), call_sid
+        assert call is not None and recording is not None
+        assert call.status is CallStatus.COMPLETED
+        assert call.business_id == business.id
+        assert call.last_sequence_number == 2 and call.duration_seconds == 16
+        assert recording.processing_status is not ProcessingStatus.AWAITING_MEDIA
+        queued = redis(stack).lrange(f"rq:queue:{TRANSCRIPTION_QUEUE}", 0, -1)
+        assert queued.count(transcription_job_id(recording_sid).encode()) <= 1
