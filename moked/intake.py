@@ -302,7 +302,7 @@ def apply_event(session: Session, event: InboundEvent) -> Effects:
     return effects
 
 
-_NEW_CALL_COLUMNS = (
+CALL_COLUMNS_FROM_EVENTS = (  # what `merge_call` fills from Twilio's parameters
     "account_sid",
     "from_number",
     "to_number",
@@ -356,7 +356,7 @@ def _new_call_statement() -> Select[Any]:
         insert(Call)
         .values(
             {
-                **{name: bindparam(name) for name in ("call_sid", *_NEW_CALL_COLUMNS)},
+                **{name: bindparam(name) for name in ("call_sid", *CALL_COLUMNS_FROM_EVENTS)},
                 "business_id": select(business.c.id).scalar_subquery(),
             }
         )
@@ -396,7 +396,7 @@ def apply_new_call(connection: Connection, event: InboundEvent) -> NewCall | Non
         return None
     call = Call(call_sid=call_sid)
     merge_call(call, params, event_time(params, event.received_at), None)
-    values: dict[str, Any] = {name: getattr(call, name) for name in _NEW_CALL_COLUMNS}
+    values: dict[str, Any] = {name: getattr(call, name) for name in CALL_COLUMNS_FROM_EVENTS}
     values["call_sid"] = call_sid
     values["direction"] = values["direction"] or Direction.INBOUND
     values["status"] = values["status"] or CallStatus.RINGING

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from moked.db.models import Call, WebhookEvent
 from moked.db.session import autocommit_connection, session_scope
 from moked.intake import (
+    CALL_COLUMNS_FROM_EVENTS,
     InboundEvent,
     apply_event,
     apply_new_call,
@@ -98,20 +99,7 @@ def test_sid_validation() -> None:
 
 # --- the one-statement path for a new call, against the real Postgres -------------------
 
-_MERGED_COLUMNS = (
-    "business_id",
-    "account_sid",
-    "from_number",
-    "to_number",
-    "caller_name",
-    "direction",
-    "status",
-    "started_at",
-    "answered_at",
-    "ended_at",
-    "duration_seconds",
-    "last_sequence_number",
-)
+_MERGED_COLUMNS = ("business_id", *CALL_COLUMNS_FROM_EVENTS)
 
 
 def _incoming(call_sid: str, to: str, **extra: str) -> InboundEvent:
