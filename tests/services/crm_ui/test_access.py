@@ -14,6 +14,7 @@ from moked.accounts import Role, add_user, create_token
 from moked.db.models import CallTag
 from moked.db.session import session_scope
 from moked.stack.testing import StackUnderTest
+from tests.helpers import unique_number
 from tests.services.crm_ui.conftest import PASSWORD, Client, FedCall, Tenant, feed_call
 
 
@@ -256,7 +257,7 @@ def test_staff_cannot_manage_numbers_but_admin_can(
     admin = Client(stack)
     assert admin.login(admin_email).status_code == 302
     token = admin.csrf(f"/businesses/{business_id}")
-    number = f"+972355{secrets.randbelow(90000) + 10000:05d}"
+    number = unique_number()
     added = admin.post(
         f"/businesses/{business_id}/numbers", {"csrf_token": token, "number": number}
     )
