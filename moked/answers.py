@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,15 +107,16 @@ def playable(settings: Settings, answer: CallAnswer) -> CallAnswer:
 class LastKnownAnswers:
     """The last answer given per number, one small JSON file each, replaced atomically.
 
-    A process rewrites a file only when the answer differs from what it last wrote, so the
-    hot path costs a dictionary lookup; another process's newer answer is never lost for
-    long, because each writer compares with its own last write, not with the file.
+    A process rewrites a file when the answer differs from what it last wrote, or when its
+    own write is older than `refresh_seconds`: the hot path costs a dictionary lookup, and
+    a file another process overwrote with an older answer (a greeting changed back and
+    forth) is put right within that time.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, refresh_seconds: float = 60.0) -> None:
         self._directory = directory
-        self._written: dict[str, CallAnswer] = {}
-        self._lock = threading.Lock()
+        self._refresh_seconds = refresh_seconds
+        self._written: dict[str, tuple[CallAnswer, float]] = {}
 
     def _path(self, number: str) -> Path:
         # Twilio's To is E.164 ("+9723…"); anything else is not worth remembering.
@@ -122,7 +124,12 @@ class LastKnownAnswers:
         return self._directory / f"{safe}.json"
 
     def remember(self, number: str, answer: CallAnswer) -> None:
-        if not number or self._written.get(number) == answer:
+        written = self._written.get(number)
+        if not number or (
+            written is not None
+            and written[0] == answer
+            and time.monotonic() - written[1] < self._refresh_seconds
+        ):
             return
         path = self._path(number)
         if path.name == ".json":
@@ -135,8 +142,7 @@ class LastKnownAnswers:
         except OSError as exc:
             log.warning("could not keep the last answer for %s: %s", number, exc)
             return
-        with self._lock:
-            self._written[number] = answer
+        self._written[number] = (answer, time.monotonic())
 
     def recall(self, number: str) -> CallAnswer | None:
         path = self._path(number)

@@ -89,11 +89,14 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _clip(value: str | None) -> str | None:
+def _clip(value: str | None, column: Any = None) -> str | None:
+    """The value without NULs, cut to its column's length (`Call.from_number`…): Twilio's
+    values fit, garbage must not make Postgres refuse — and so set aside — the event."""
     if value is None:
         return None
     value = value.replace("\x00", "")
-    return value[:MAX_FIELD_LENGTH] if value else None
+    length = getattr(getattr(column, "type", None), "length", None) or MAX_FIELD_LENGTH
+    return value[:length] if value else None
 
 
 def _int(value: str | None) -> int | None:
@@ -147,11 +150,11 @@ def _jsonb_safe(params: RawParams) -> RawParams:
 
 
 def _log_values(event: InboundEvent) -> dict[str, Any]:
-    call_sid = _clip(event.flat.get("CallSid"))
+    call_sid = _clip(event.flat.get("CallSid"), WebhookEvent.call_sid)
     return {
         "event_id": event.event_id,
         "endpoint": event.endpoint.value,
-        "call_sid": call_sid[:64] if call_sid else None,
+        "call_sid": call_sid,
         "params": _jsonb_safe(event.params),
         "source": event.source,
         "received_at": event.received_at,
@@ -180,10 +183,14 @@ def _locked_call(session: Session, call_sid: str) -> Call:
 
 def merge_call(call: Call, params: Params, when: dt.datetime, business: Business | None) -> None:
     """Fold one event into the call. Order-independent: fields only fill or move forward."""
-    call.account_sid = call.account_sid or _clip(params.get("AccountSid"))
-    call.from_number = call.from_number or _clip(params.get("From") or params.get("Caller"))
-    call.to_number = call.to_number or _clip(params.get("To") or params.get("Called"))
-    call.caller_name = call.caller_name or _clip(params.get("CallerName"))
+    call.account_sid = call.account_sid or _clip(params.get("AccountSid"), Call.account_sid)
+    call.from_number = call.from_number or _clip(
+        params.get("From") or params.get("Caller"), Call.from_number
+    )
+    call.to_number = call.to_number or _clip(
+        params.get("To") or params.get("Called"), Call.to_number
+    )
+    call.caller_name = call.caller_name or _clip(params.get("CallerName"), Call.caller_name)
     if params.get("Direction"):
         call.direction = Direction.parse(params.get("Direction"))
     if call.business_id is None and business is not None:
@@ -256,7 +263,7 @@ def merge_recording(
             return True
         return False
     if recording.processing_status is ProcessingStatus.AWAITING_MEDIA:
-        recording.error_code = _clip(params.get("ErrorCode"))
+        recording.error_code = _clip(params.get("ErrorCode"), Recording.error_code)
         if status is RecordingStatus.ABSENT:
             recording.processing_status = ProcessingStatus.ABSENT
         elif status is RecordingStatus.FAILED:

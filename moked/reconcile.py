@@ -26,11 +26,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from moked import backlog, metrics, twilio_sync
 from moked.db.models import Recording
-from moked.db.session import session_scope
+from moked.db.session import postgres_unavailable, session_scope
 from moked.intake import InboundEvent, apply_event, utcnow
 from moked.queue import (
     enqueue_transcription,
@@ -67,11 +67,6 @@ def _enqueue_quietly(redis: Redis, recording_sid: str | None) -> None:
         log.warning("could not queue %s yet: %s", recording_sid, exc)
 
 
-def _postgres_away(exc: DBAPIError) -> bool:
-    """Connectivity (retry later) as opposed to an event Postgres refuses (set it aside)."""
-    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-
-
 def replay_spool(settings: Settings, redis: Redis) -> int:
     spool = Spool(settings.spool_dir)
     replayed = 0
@@ -81,7 +76,7 @@ def replay_spool(settings: Settings, redis: Redis) -> int:
                 with session_scope() as session:
                     effects = apply_event(session, event)
             except DBAPIError as exc:
-                if _postgres_away(exc):
+                if postgres_unavailable(exc):
                     raise  # Postgres is still away: try again next pass
                 bad = spool.quarantine(path)
                 log.error("spooled event refused by Postgres, set aside as %s: %s", bad, exc)
@@ -175,7 +170,7 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
                     with session_scope() as session:
                         effects = apply_event(session, event)
                 except DBAPIError as exc:
-                    if _postgres_away(exc):
+                    if postgres_unavailable(exc):
                         raise  # the offset stays; the next pass retries this line
                     log.error(
                         "nginx fallback entry %s refused by Postgres: %s", event.event_id, exc

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from moked.settings import get_settings
@@ -70,6 +72,16 @@ def autocommit_connection() -> Iterator[Connection]:
     single-statement write (no BEGIN, no COMMIT), for the webhooks' hot path."""
     with _autocommit_engine().connect() as connection:
         yield connection
+
+
+def postgres_unavailable(exc: BaseException) -> bool:
+    """Postgres away or overloaded (try again later), as opposed to a statement it refuses
+    (a bug, or data it will refuse again): the two are logged and handled differently."""
+    if isinstance(exc, PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    )
 
 
 def reset_engine() -> None:

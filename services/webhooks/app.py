@@ -23,7 +23,12 @@ from werkzeug.exceptions import HTTPException
 from moked import metrics
 from moked.answers import CallAnswer, LastKnownAnswers, answer_for, default_answer, playable
 from moked.db.models import Business
-from moked.db.session import autocommit_connection, get_engine, session_scope
+from moked.db.session import (
+    autocommit_connection,
+    get_engine,
+    postgres_unavailable,
+    session_scope,
+)
 from moked.intake import Effects, InboundEvent, RawParams, apply_event, apply_new_call, log_event
 from moked.queue import enqueue_transcription, redis_client
 from moked.settings import Settings, get_settings
@@ -103,21 +108,26 @@ def _apply(event: InboundEvent) -> tuple[Effects, CallAnswer | None]:
     return effects, answer
 
 
-def _store(event: InboundEvent) -> tuple[Effects | None, CallAnswer | None]:
-    """Apply the event; on a database failure keep it in the spool. Never raises."""
-    settings = _settings()
-    try:
-        return _apply(event)
-    except SQLAlchemyError as exc:
+def _keep_for_replay(event: InboundEvent, exc: Exception) -> None:
+    """Postgres did not take the event: keep it in the spool, the reconciler applies it."""
+    if postgres_unavailable(exc):
         log.warning("postgres unavailable (%s); spooling %s", type(exc).__name__, event.event_id)
-    except Exception:
-        log.exception("could not apply %s; spooling it for replay", event.event_id)
+    else:  # a bug or an event Postgres refuses: the replay sets it aside if it refuses again
+        log.error("could not apply %s; spooling it for replay", event.event_id, exc_info=exc)
     try:
-        Spool(settings.spool_dir).put(event)
+        Spool(_settings().spool_dir).put(event)
         metrics.WEBHOOK_EVENTS_SPOOLED.labels(event.endpoint.value).inc()
     except OSError:
         log.exception("could not spool %s: %s", event.event_id, json.dumps(event.to_json()))
-    return None, None
+
+
+def _store(event: InboundEvent) -> tuple[Effects | None, CallAnswer | None]:
+    """Apply the event; on a database failure keep it in the spool. Never raises."""
+    try:
+        return _apply(event)
+    except Exception as exc:
+        _keep_for_replay(event, exc)
+        return None, None
 
 
 def _enqueue(recording_sid: str) -> None:
@@ -165,16 +175,9 @@ def _log_alert(event: InboundEvent) -> bool:
     try:
         with session_scope() as session:
             return log_event(session, event)
-    except SQLAlchemyError as exc:
-        log.warning("postgres unavailable (%s); spooling %s", type(exc).__name__, event.event_id)
-    except Exception:
-        log.exception("could not log %s; spooling it for replay", event.event_id)
-    try:
-        Spool(_settings().spool_dir).put(event)
-        metrics.WEBHOOK_EVENTS_SPOOLED.labels(event.endpoint.value).inc()
-    except OSError:
-        log.exception("could not spool %s: %s", event.event_id, json.dumps(event.to_json()))
-    return True  # cannot tell a retry from a new event now: count it rather than miss it
+    except Exception as exc:
+        _keep_for_replay(event, exc)
+        return True  # cannot tell a retry from a new event now: count it rather than miss it
 
 
 def _twilio_alerts(event: InboundEvent) -> Response:

@@ -97,3 +97,23 @@ def test_a_changed_answer_replaces_the_old_and_garbage_is_ignored(tmp_path: Path
     assert first.recall("+97235550125") is None
     first.remember("anonymous", old)  # not a number: nothing to key it by
     assert first.recall("anonymous") is None
+
+
+def test_a_file_overwritten_with_an_older_answer_is_put_right(tmp_path: Path) -> None:
+    """Worker A wrote X, worker B then wrote Y, the greeting went back to X: A, which
+    still believes the file says X, rewrites it once its own write is old enough."""
+    directory = tmp_path / "answers"
+    x = CallAnswer(twiml.Greeting(audio_url=None, text="X"), twiml.RecordOptions())
+    y = CallAnswer(twiml.Greeting(audio_url=None, text="Y"), twiml.RecordOptions())
+    patient, prompt = LastKnownAnswers(directory), LastKnownAnswers(directory, refresh_seconds=0)
+    other = LastKnownAnswers(directory)
+
+    patient.remember("+97235550126", x)
+    other.remember("+97235550126", y)
+    patient.remember("+97235550126", x)
+    assert patient.recall("+97235550126") == y, "within refresh_seconds: no write"
+
+    prompt.remember("+97235550126", x)
+    other.remember("+97235550126", y)
+    prompt.remember("+97235550126", x)
+    assert prompt.recall("+97235550126") == x, "past refresh_seconds: rewritten"

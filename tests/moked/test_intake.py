@@ -140,6 +140,8 @@ def _log_count(event_id: str) -> int:
             "Timestamp": "Sat, 28 Nov 2026 10:00:05 +0000",
         },
         {"Direction": "outbound-api", "CallStatus": "garbage"},
+        # Longer than the columns: stored cut, never refused by Postgres (and set aside).
+        {"From": "+" + "9" * 100, "CallerName": "א" * 300, "AccountSid": "AC" + "f" * 100},
     ],
 )
 def test_new_call_statement_stores_what_apply_event_stores(
