@@ -18,6 +18,7 @@ DOCKERFILES = [
     "nginx/Dockerfile",
 ]
 LOCK_OF_IMAGE = {
+    "nginx": "requirements-runtime.lock",  # its render stage runs `moked render-nginx`
     "webhooks": "requirements-runtime.lock",
     "crm-ui": "requirements-runtime.lock",
     "transcriber": "requirements-transcriber.lock",
@@ -83,6 +84,26 @@ def test_build_context_keeps_secrets_out() -> None:
     for needed in (*LOCK_OF_IMAGE.values(), "pyproject.toml", "moked/", "services/", "nginx/"):
         assert needed in allowed
     assert "scripts/run-service" in allowed
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_every_file_an_image_copies_is_in_the_build_context(dockerfile: str) -> None:
+    """A COPY of a file .dockerignore leaves out fails only at `docker build`."""
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    steps = instructions((ROOT / dockerfile).read_text())
+    copies = [rest for name, rest in steps if name == "COPY" and not rest.startswith("--from")]
+    assert copies
+    for rest in copies:
+        *sources, _target = [word for word in rest.split() if not word.startswith("--")]
+        for source in sources:
+            source = source.rstrip("/")
+            assert any(source == a or source.startswith(a + "/") for a in allowed), (
+                f"{dockerfile} copies {source}, which .dockerignore leaves out"
+            )
 
 
 def pins(lock: str) -> dict[str, tuple[str, frozenset[str]]]:
