@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from moked import backlog, metrics, twilio_sync
 from moked.db.models import Recording
-from moked.db.session import postgres_unavailable, session_scope
+from moked.db.session import postgres_refuses, session_scope
 from moked.intake import InboundEvent, apply_event, utcnow
 from moked.queue import (
     enqueue_transcription,
@@ -76,8 +76,8 @@ def replay_spool(settings: Settings, redis: Redis) -> int:
                 with session_scope() as session:
                     effects = apply_event(session, event)
             except DBAPIError as exc:
-                if postgres_unavailable(exc):
-                    raise  # Postgres is still away: try again next pass
+                if not postgres_refuses(exc):
+                    raise  # Postgres away, or not ready for it yet: try again next pass
                 bad = spool.quarantine(path)
                 log.error("spooled event refused by Postgres, set aside as %s: %s", bad, exc)
                 continue
@@ -170,7 +170,7 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
                     with session_scope() as session:
                         effects = apply_event(session, event)
                 except DBAPIError as exc:
-                    if postgres_unavailable(exc):
+                    if not postgres_refuses(exc):
                         raise  # the offset stays; the next pass retries this line
                     log.error(
                         "nginx fallback entry %s refused by Postgres: %s", event.event_id, exc
@@ -271,6 +271,9 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         except RETRYABLE as exc:
             report.errors.append(f"{attribute}: {type(exc).__name__}: {exc}")
             log.warning("reconcile %s deferred: %s", attribute, exc)
+        except Exception as exc:  # a bug in one step must not stop the others, or the process
+            report.errors.append(f"{attribute}: {type(exc).__name__}: {exc}")
+            log.exception("reconcile %s failed", attribute)
     backlog.measure(redis)
     return report
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -82,6 +82,13 @@ def postgres_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and (
         exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
     )
+
+
+def postgres_refuses(exc: BaseException) -> bool:
+    """Data Postgres will refuse however often it is sent (a value it cannot store, a broken
+    constraint): an event like that is set aside, not retried for ever. Anything else (away,
+    read-only during a failover, a schema not migrated yet) is worth another try."""
+    return isinstance(exc, IntegrityError | DataError)
 
 
 def reset_engine() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from moked.settings import Settings
@@ -75,6 +75,12 @@ def call_recordings(settings: Settings, client: Client, call_sid: str) -> list[R
         raise TwilioApiError(
             f"Twilio answered {exc.status} listing recordings of {call_sid}"
         ) from exc
+    except TwilioException as exc:
+        # Listing pages raises a bare TwilioException("Unable to fetch page", response) for
+        # any answer but 200 (401, 429, 5xx), not a TwilioRestException.
+        response = exc.args[1] if len(exc.args) > 1 else None
+        status = getattr(response, "status_code", "?")
+        raise TwilioApiError(f"Twilio answered {status} listing recordings of {call_sid}") from exc
     except OSError as exc:  # requests' ConnectionError and timeouts are OSErrors
         raise TwilioApiError(f"Twilio's API is unreachable: {exc}") from exc
     result = []

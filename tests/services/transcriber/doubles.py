@@ -55,6 +55,8 @@ class TwilioDouble:
     media: dict[str, Media] = field(default_factory=dict)
     call_recordings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    listing_fails_with: int | None = None
+    """An HTTP status to answer a call's recordings list with (Twilio down, token revoked)."""
     seen: list[Seen] = field(default_factory=list)
     base: str = ""
     _server: ThreadingHTTPServer | None = None
@@ -119,6 +121,8 @@ class TwilioDouble:
             self.deleted.append(match["sid"])
             return 204, "application/json", b""
         if method == "GET" and (match := CALL_RECORDINGS.match(path.split("?")[0])):
+            if self.listing_fails_with is not None:
+                return self._error(self.listing_fails_with, 20500, "Service unavailable")
             records = self.call_recordings.get(match["call"], [])
             page = {
                 "recordings": records,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 
+import pytest
 from sqlalchemy import select, update
 
 from moked import twilio_sync
@@ -13,6 +14,7 @@ from moked.db.session import session_scope
 from moked.queue import redis_client
 from moked.stack.testing import StackUnderTest
 from moked.statuses import EventSource
+from moked.twilio import rest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, VOICEMAIL_WORDS, telephone_mp3
 from tests.services.transcriber.conftest import leave_voicemail, recording, wait_for, words_in
@@ -66,6 +68,24 @@ def test_recording_whose_callback_never_came_is_found_through_twilios_api(
     assert len(asked) == 1
     assert twilio_sync.recover_recordings(settings, redis) == 0
     assert len([s for s in twilio.seen if call_sid in s.path]) == 1
+
+
+def test_twilio_answering_an_error_to_a_listing_is_deferred_not_fatal(
+    stack: StackUnderTest, twilio: TwilioDouble, english_business
+):
+    """A listing answered 503 raises the client's bare TwilioException: it must become a
+    deferred step, not an exception that ends the reconciler."""
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
+    call_sid = _completed_call(stack, english_business.numbers[0].e164)
+    twilio.listing_fails_with = 503
+    try:
+        with pytest.raises(rest.TwilioApiError, match="503"):
+            rest.call_recordings(settings, rest.make_client(settings), call_sid)
+        assert twilio_sync.recover_recordings(settings, redis_client(settings.redis_url)) == 0
+    finally:
+        twilio.listing_fails_with = None
+        twilio_sync._backoff_for(settings).succeeded()  # the next tests share this origin
+    assert any(call_sid in s.path and s.status == 503 for s in twilio.seen)
 
 
 def test_absent_recording_from_the_api_is_marked_absent(
