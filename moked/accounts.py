@@ -112,15 +112,20 @@ def add_user(
         if name:
             user.name = name
     if target is not None:
-        exists = session.scalar(
-            select(Membership).where(
-                Membership.user_id == user.id, Membership.business_id == target.id
-            )
-        )
-        if exists is None:
-            session.add(Membership(user_id=user.id, business_id=target.id))
+        add_membership(session, user, target)
     session.flush()
     return NewUser(user_id=user.id, email=address, password=generated, created=created)
+
+
+def add_membership(session: Session, user: User, business: Business) -> None:
+    """Let the user see the business (idempotent); the user's role is left as it is."""
+    exists = session.scalar(
+        select(Membership).where(
+            Membership.user_id == user.id, Membership.business_id == business.id
+        )
+    )
+    if exists is None:
+        session.add(Membership(user_id=user.id, business_id=business.id))
 
 
 def set_password(session: Session, email: str, password: str) -> None:

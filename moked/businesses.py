@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from moked.db.models import Business, Call, PhoneNumber
@@ -28,13 +28,24 @@ class BusinessSpec:
     timezone: str = "Asia/Jerusalem"
 
 
+def business_named(session: Session, name: str) -> Business | None:
+    return session.scalar(
+        select(Business).options(selectinload(Business.numbers)).where(Business.name == name)
+    )
+
+
 def find_business(session: Session, name_or_id: str) -> Business | None:
-    query = select(Business).options(selectinload(Business.numbers))
+    """By id when the text is one, else by name: a business named "7" never stands in for
+    business #7 (either could come first if both were asked for at once)."""
     if name_or_id.isdigit():
-        return session.scalar(
-            query.where(or_(Business.id == int(name_or_id), Business.name == name_or_id))
+        by_id = session.scalar(
+            select(Business)
+            .options(selectinload(Business.numbers))
+            .where(Business.id == int(name_or_id))
         )
-    return session.scalar(query.where(Business.name == name_or_id))
+        if by_id is not None:
+            return by_id
+    return business_named(session, name_or_id)
 
 
 def add_number(session: Session, business: Business, raw: str) -> PhoneNumber:
@@ -56,7 +67,7 @@ def upsert_business(session: Session, spec: BusinessSpec, greetings_dir: Path) -
     name = spec.name.strip()
     if not name:
         raise BusinessError("a business needs a name")
-    business = find_business(session, name)
+    business = business_named(session, name)  # a name, even "7": never business #7
     if business is None:
         business = Business(name=name, language=spec.language, timezone=spec.timezone)
         session.add(business)

@@ -87,12 +87,12 @@ def cmd_stack_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def seed_demo(settings: Settings) -> None:
     """The demo business with a synthesised Hebrew greeting (idempotent)."""
-    from moked.businesses import BusinessSpec, find_business, upsert_business
+    from moked.businesses import BusinessSpec, business_named, upsert_business
     from moked.db.session import session_scope
     from moked.greetings import is_playable, synthesize_mp3
 
     with session_scope() as session:
-        existing = find_business(session, DEMO_BUSINESS)
+        existing = business_named(session, DEMO_BUSINESS)
         needs_audio = existing is None or not is_playable(
             settings.greetings_dir, existing.greeting_file
         )

@@ -381,12 +381,12 @@ CHAOS_VOICEMAILS = (
 
 def prepare(settings: Settings, calls: int, business_name: str = "Chaos") -> list[CallPlan]:
     """A business with an MP3 greeting (so full TwiML is told from a fallback) and the calls."""
-    from moked.businesses import BusinessSpec, find_business, upsert_business
+    from moked.businesses import BusinessSpec, business_named, upsert_business
     from moked.db.session import session_scope
     from moked.greetings import is_playable, synthesize_mp3
 
     with session_scope() as session:
-        existing = find_business(session, business_name)
+        existing = business_named(session, business_name)
         number = existing.numbers[0].e164 if existing and existing.numbers else None
         playable = existing is not None and is_playable(
             settings.greetings_dir, existing.greeting_file

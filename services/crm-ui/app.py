@@ -18,7 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from crm_ui import account, api, auth, businesses, calls, db, i18n, inbox, present
 from moked import metrics
-from moked.db.session import get_engine
+from moked.db.session import get_engine, postgres_unavailable
 from moked.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ UNAVAILABLE_PAGE = """<!doctype html>
 def _unexpected(exc: Exception) -> Response | tuple[Any, int]:
     if isinstance(exc, HTTPException):
         return _error(exc)
-    unavailable = isinstance(exc, SQLAlchemyError)
+    unavailable = postgres_unavailable(exc)  # a refused statement is a bug: 500, traceback
     code = 503 if unavailable else 500
     if unavailable:
         log.warning("database unavailable: %s", type(exc).__name__)

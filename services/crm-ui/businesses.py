@@ -26,7 +26,7 @@ from crm_ui.forms import (
     TagForm,
 )
 from crm_ui.i18n import gettext as _
-from moked.accounts import AccountError, Role, add_user, find_user
+from moked.accounts import AccountError, Role, add_membership, add_user, find_user
 from moked.businesses import BusinessError, add_number
 from moked.db.models import Business, Call, Membership, PhoneNumber, Tag, User
 from moked.greetings import (
@@ -309,16 +309,8 @@ def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
     session = db()
     existing = find_user(session, form.email.data or "")
     try:
-        if existing is not None:
-            if (
-                session.scalar(
-                    select(Membership).where(
-                        Membership.user_id == existing.id, Membership.business_id == business.id
-                    )
-                )
-                is None
-            ):
-                session.add(Membership(user_id=existing.id, business_id=business.id))
+        if existing is not None:  # not add_user: it would reset an admin's role to staff
+            add_membership(session, existing, business)
             session.commit()
             flash(_("{email} can now see this business.", email=existing.email), "success")
             return _back(business, "#team")
