@@ -225,8 +225,10 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         metrics.TRANSCRIPTION_JOBS.labels("skipped", settings.effective_backend.value).inc()
         return {**result, "outcome": "skipped", "reason": claimed}
     backend_name = settings.effective_backend.value
+    # Loaded at worker start, so this is a lookup. Outside the try: a model that cannot load
+    # is this worker's fault, not the recording's; its lease expires and it is queued again.
+    backend = get_backend(settings)
     try:
-        backend = get_backend(settings)  # loaded at worker start; this is a lookup
         result["model_loads"] = load_count()
         audio, probed_seconds = ensure_media(settings, claimed)
         if not _advance(recording_sid, processing_status=ProcessingStatus.TRANSCRIBING):
