@@ -29,7 +29,7 @@ test: install  ## the whole suite, on real Postgres, Redis and nginx
 lint: install  ## ruff and mypy
 	@$(VENV)/ruff check . && $(VENV)/ruff format --check . && $(VENV)/mypy moked services/webhooks services/transcriber && scripts/mypy-crm-ui
 
-bench: install  ## benchmarks, printed as tables and written to docs/benchmarks.md
+bench: install  ## benchmarks, printed as tables and written to docs/benchmarks-latest.md
 	@$(VENV)/python -m scripts.bench
 
 demo: install .env  ## simulated calls (Hebrew, English, silent) to the demo business on the running stack

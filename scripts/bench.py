@@ -1,4 +1,6 @@
-"""`make bench`: every benchmark section, printed and written to docs/benchmarks.md.
+"""`make bench`: every benchmark section, printed and written to docs/benchmarks-latest.md
+(generated; docs/benchmarks.md is the curated record, with before/after and analysis, which
+a run must not overwrite).
 
 Sections are independent modules exposing `run() -> str` (markdown); each starts its own
 stack on free ports, so the numbers do not depend on a developer's running stack.
@@ -21,7 +23,7 @@ SECTIONS = {
     "transcription": "scripts.bench_transcription",
     "e2e": "scripts.bench_e2e",
 }
-OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks-latest.md"
 
 
 def machine() -> str:
