@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from flask import Blueprint, Response, render_template, request
 
@@ -63,9 +64,15 @@ CSV_COLUMNS = (
 )
 
 
+_PHONE_NUMBER = re.compile(r"\+\d{6,15}")
+"""An E.164 number: starts with "+" but is no formula, and staff dial it as written."""
+
+
 def _cell(value: object) -> str:
     """A CSV cell that a spreadsheet will not run as a formula."""
     text = "" if value is None else str(value)
+    if _PHONE_NUMBER.fullmatch(text):
+        return text
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

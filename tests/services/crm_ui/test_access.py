@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import secrets
 from typing import Any
@@ -333,6 +335,17 @@ def test_csv_export_is_scoped_and_safe(
     assert "שיחה של עסק א בלבד" in text
     filtered = client.get("/inbox/export.csv?q=no-such-words-" + secrets.token_hex(3))
     assert a.call_sid not in filtered.content.decode("utf-8")
+    rows = {row[0]: row for row in csv.reader(io.StringIO(text.lstrip("\ufeff")))}
+    assert any(cell.startswith("+972") for cell in rows[a.call_sid]), "numbers as dialled"
+
+
+def test_csv_cells_never_run_as_formulas_yet_numbers_stay_numbers() -> None:
+    from crm_ui.inbox import _cell
+
+    for formula in ('=HYPERLINK("x")', "+1+1", "-2+3", "@SUM(A1)", "\tx"):
+        assert _cell(formula).startswith("'"), formula
+    assert _cell("+97231234567") == "+97231234567"
+    assert _cell("שלום") == "שלום" and _cell(None) == ""
 
 
 def test_admin_manages_the_team_of_a_business(
