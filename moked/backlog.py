@@ -22,16 +22,9 @@ from moked import metrics
 from moked.db.models import Recording
 from moked.db.session import session_scope
 from moked.queue import transcription_queue
-from moked.statuses import ProcessingStatus
+from moked.recordings import WAITING_FOR_TRANSCRIPT
 
 log = logging.getLogger(__name__)
-
-WAITING = (
-    ProcessingStatus.AWAITING_TRANSCRIPTION,
-    ProcessingStatus.DOWNLOADING,
-    ProcessingStatus.TRANSCRIBING,
-)
-"""A recording Twilio finished that has no transcript yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +39,7 @@ def oldest_waiting_seconds(now: dt.datetime) -> float:
     since = func.coalesce(Recording.completed_at, Recording.queued_at, Recording.created_at)
     with session_scope() as session:
         oldest = session.scalar(
-            select(func.min(since)).where(Recording.processing_status.in_(WAITING))
+            select(func.min(since)).where(Recording.processing_status.in_(WAITING_FOR_TRANSCRIPT))
         )
     return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from moked.db.models import Business, Call, PhoneNumber
+from moked.db.models import Business, PhoneNumber
 from moked.greetings import store_greeting
 from moked.phone import to_e164
 
@@ -93,37 +93,4 @@ def describe(business: Business) -> dict[str, Any]:
         "numbers": [n.e164 for n in business.numbers],
         "greeting_file": business.greeting_file,
         "greeting_text": business.greeting_text,
-    }
-
-
-def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
-    """A call as `moked call show --json` and the API print it."""
-    recording = call.recordings[-1] if call.recordings else None
-
-    def iso(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {
-        "call_sid": call.call_sid,
-        "business_id": call.business_id,
-        "from": call.from_number,
-        "to": call.to_number,
-        "direction": call.direction.value if call.direction else None,
-        "status": call.status.value if call.status else None,
-        "started_at": iso(call.started_at),
-        "answered_at": iso(call.answered_at),
-        "ended_at": iso(call.ended_at),
-        "duration_seconds": call.duration_seconds,
-        "recording_sid": recording.recording_sid if recording else None,
-        "recording_path": (
-            str(recordings_dir / recording.local_path)
-            if recording is not None and recording.local_path
-            else None
-        ),
-        "recording_duration_seconds": recording.duration_seconds if recording else None,
-        "processing_status": recording.processing_status.value if recording else None,
-        "transcript": recording.transcript if recording else None,
-        "transcript_language": recording.transcript_language if recording else None,
-        "transcription_error": recording.error if recording else None,
-        "recordings": len(call.recordings),
     }

@@ -181,17 +181,14 @@ def cmd_business_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
 
-    from moked.businesses import describe_call
+    from moked.calls import call_loading, describe_call
     from moked.db.models import Call
     from moked.db.session import session_scope
 
     with session_scope() as session:
         call = session.scalar(
-            select(Call)
-            .options(selectinload(Call.recordings))
-            .where(Call.call_sid == args.call_sid)
+            select(Call).options(*call_loading()).where(Call.call_sid == args.call_sid)
         )
         if call is None:
             print(f"no call {args.call_sid}", file=sys.stderr)
@@ -237,10 +234,17 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_recording_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from moked import recordings
+    from moked.db.session import session_scope
     from moked.queue import redis_client
-    from moked.reconcile import retry_recording
 
-    print(retry_recording(redis_client(settings.redis_url), args.recording_sid))
+    sid = args.recording_sid
+    with session_scope() as session:
+        queued = recordings.retry_and_queue(session, redis_client(settings.redis_url), sid)
+    if queued:
+        print(f"{sid} queued again")
+    else:
+        print(f"{sid} waits for a transcript; Redis is unavailable, the reconciler queues it")
     return 0
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Row, Select, bindparam, literal, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from moked import recordings
 from moked.db.models import Business, Call, PhoneNumber, Recording, WebhookEvent
 from moked.phone import try_e164
 from moked.statuses import (
@@ -27,7 +28,6 @@ from moked.statuses import (
     Direction,
     Endpoint,
     EventSource,
-    ProcessingStatus,
     RecordingStatus,
 )
 
@@ -250,26 +250,10 @@ def merge_recording(
         return False
 
     status = RecordingStatus.parse(params.get("RecordingStatus"))
-    if status is None or recording.processing_status.is_final:
+    if status is None:
         return False
-    if recording.twilio_status is not RecordingStatus.COMPLETED:
-        recording.twilio_status = status
-    if status is RecordingStatus.COMPLETED:
-        recording.completed_at = recording.completed_at or when
-        if recording.processing_status is ProcessingStatus.AWAITING_MEDIA:
-            recording.processing_status = ProcessingStatus.AWAITING_TRANSCRIPTION
-        if recording.queued_at is None:
-            recording.queued_at = utcnow()
-            return True
-        return False
-    if recording.processing_status is ProcessingStatus.AWAITING_MEDIA:
-        recording.error_code = _clip(params.get("ErrorCode"), Recording.error_code)
-        if status is RecordingStatus.ABSENT:
-            recording.processing_status = ProcessingStatus.ABSENT
-        elif status is RecordingStatus.FAILED:
-            recording.processing_status = ProcessingStatus.FAILED
-            recording.error = f"Twilio could not record (error {recording.error_code or '?'})"
-    return False
+    error_code = _clip(params.get("ErrorCode"), Recording.error_code)
+    return recordings.media_reported(recording, status, when, error_code)
 
 
 def apply_event(session: Session, event: InboundEvent) -> Effects:

@@ -28,7 +28,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from moked import backlog, metrics, twilio_sync
+from moked import backlog, metrics, recordings, twilio_sync
 from moked.db.models import Recording
 from moked.db.session import postgres_refuses, session_scope
 from moked.intake import InboundEvent, apply_event, utcnow
@@ -191,13 +191,7 @@ def requeue_stale(settings: Settings, redis: Redis) -> int:
     with session_scope() as session:
         rows = session.execute(
             select(Recording.recording_sid, Recording.processing_status).where(
-                Recording.processing_status.in_(
-                    [
-                        ProcessingStatus.AWAITING_TRANSCRIPTION,
-                        ProcessingStatus.DOWNLOADING,
-                        ProcessingStatus.TRANSCRIBING,
-                    ]
-                ),
+                Recording.processing_status.in_(recordings.WAITING_FOR_TRANSCRIPT),
                 or_(Recording.queued_at.is_(None), Recording.queued_at < cutoff),
             )
         ).all()
@@ -224,36 +218,8 @@ def _requeue_one(redis: Redis, recording_sid: str, status: ProcessingStatus) -> 
         return 0
     metrics.RECONCILER_REQUEUED.labels(status.value).inc()
     with session_scope() as session:
-        recording = session.scalar(
-            select(Recording).where(Recording.recording_sid == recording_sid)
-        )
-        if recording is not None:
-            recording.queued_at = utcnow()
+        recordings.mark_queued(session, recording_sid)
     return 1
-
-
-def retry_recording(redis: Redis, recording_sid: str) -> str:
-    """An operator's retry of a `failed` (or `empty`) recording, once its cause is fixed:
-    back to awaiting_transcription with a fresh attempt budget, and queued."""
-    retryable = (ProcessingStatus.FAILED, ProcessingStatus.EMPTY)
-    with session_scope() as session:
-        recording = session.scalar(
-            select(Recording).where(Recording.recording_sid == recording_sid).with_for_update()
-        )
-        if recording is None:
-            raise ValueError(f"no recording {recording_sid}")
-        if recording.processing_status not in retryable:
-            raise ValueError(
-                f"{recording_sid} is {recording.processing_status.value}; only failed or empty"
-                " recordings are retried"
-            )
-        if not recording.media_url and not recording.local_path:
-            raise ValueError(f"{recording_sid} has no media to transcribe")
-        recording.processing_status = ProcessingStatus.AWAITING_TRANSCRIPTION
-        recording.attempts = 0
-        recording.queued_at = utcnow()
-    enqueue_transcription(redis, recording_sid)
-    return f"{recording_sid} queued again"
 
 
 def run_once(settings: Settings, redis: Redis) -> ReconcileReport:

@@ -80,6 +80,7 @@ class ProcessingStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """Nothing more will happen to the recording unless staff ask for a retry."""
         return self in _FINAL_PROCESSING
 
 
@@ -91,6 +92,27 @@ _FINAL_PROCESSING = frozenset(
         ProcessingStatus.ABSENT,
     }
 )
+
+
+class JobOutcome(enum.StrEnum):
+    """How one transcription job ended: the `outcome` label of moked_transcription_jobs_total.
+
+    The alert rules and dashboards match these values; a test checks they name no other.
+    """
+
+    READY = "ready"
+    EMPTY = "empty"
+    FAILED = "failed"
+    """Final: the recording is `failed`."""
+    RETRY = "retry"
+    """A transient failure; RQ runs the job again after a backoff."""
+    SKIPPED = "skipped"
+    """Nothing to do (already final, not completed by Twilio yet, or finished by another job)."""
+
+    @classmethod
+    def of(cls, status: ProcessingStatus) -> JobOutcome:
+        """The outcome of a job that left the recording in `status` (ready, empty, failed)."""
+        return cls(status.value)
 
 
 class Direction(enum.StrEnum):

@@ -35,27 +35,37 @@ def make_engine(
     )
 
 
-@functools.cache
+_engines: dict[tuple[str, bool], Engine] = {}
+
+
+def engine_for(database_url: str, *, autocommit: bool = False) -> Engine:
+    """The process's engine for a database (created on first use, after gunicorn forks).
+
+    The apps ask for the engine of the settings they were created with, so a test can run
+    an app in-process against any database; the autocommit engine is its own small pool:
+    switching a pooled connection's isolation level costs a driver call on every checkout.
+    """
+    key = (database_url, autocommit)
+    engine = _engines.get(key)
+    if engine is None:
+        engine = _engines.setdefault(key, make_engine(database_url, autocommit=autocommit))
+    return engine
+
+
 def get_engine() -> Engine:
-    return make_engine(get_settings().database_url)
+    """The engine of the process's settings (workers, the CLI, the reconciler)."""
+    return engine_for(get_settings().database_url)
 
 
 @functools.cache
-def _autocommit_engine() -> Engine:
-    # Its own small pool: switching a pooled connection's isolation level costs a call to
-    # the driver on every checkout and return.
-    return make_engine(get_settings().database_url, autocommit=True)
-
-
-@functools.cache
-def _session_factory() -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+def _session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     """A transaction: committed on success, rolled back on any error."""
-    session = _session_factory()()
+    session = _session_factory(engine or get_engine())()
     try:
         yield session
         session.commit()
@@ -67,10 +77,11 @@ def session_scope() -> Iterator[Session]:
 
 
 @contextmanager
-def autocommit_connection() -> Iterator[Connection]:
+def autocommit_connection(database_url: str | None = None) -> Iterator[Connection]:
     """A pooled connection where each statement commits on its own: one round trip for a
     single-statement write (no BEGIN, no COMMIT), for the webhooks' hot path."""
-    with _autocommit_engine().connect() as connection:
+    engine = engine_for(database_url or get_settings().database_url, autocommit=True)
+    with engine.connect() as connection:
         yield connection
 
 
@@ -92,9 +103,9 @@ def postgres_refuses(exc: BaseException) -> bool:
 
 
 def reset_engine() -> None:
-    """Forget the engine (after a fork, or when settings change in tests)."""
-    for cached in (get_engine, _autocommit_engine):
-        if cached.cache_info().currsize:
-            cached().dispose(close=False)
-        cached.cache_clear()
+    """Forget every engine (after a fork: the parent's connections are left to the parent;
+    or when settings change in tests)."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
     _session_factory.cache_clear()

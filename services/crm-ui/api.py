@@ -13,10 +13,11 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from crm_ui.access import CurrentUser, call_or_404
 from crm_ui.db import db
-from crm_ui.present import main_recording
 from crm_ui.queries import CallFilters, list_calls
 from moked.accounts import user_for_token
+from moked.calls import describe_call
 from moked.db.models import Call
+from moked.recordings import main_recording
 from moked.settings import Settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -35,39 +36,18 @@ def bearer_user() -> CurrentUser | None:
     return current
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def call_json(call: Call) -> dict[str, Any]:
+    """`moked.calls.describe_call`, plus where an integration can fetch the audio."""
     settings: Settings = current_app.config["MOKED_SETTINGS"]
-    recording = main_recording(call)
+    data = describe_call(call, settings.recordings_dir)
+    recording = main_recording(call.recordings)
     audio_url = None
     if recording is not None and recording.local_path:
         audio_url = settings.public_url(
             url_for("calls.audio", recording_sid=recording.recording_sid)
         )
-    return {
-        "call_sid": call.call_sid,
-        "business": {"id": call.business.id, "name": call.business.name} if call.business else None,
-        "from": call.from_number,
-        "to": call.to_number,
-        "direction": call.direction.value,
-        "status": call.status.value,
-        "started_at": _iso(call.started_at),
-        "ended_at": _iso(call.ended_at),
-        "duration_seconds": call.duration_seconds,
-        "recording_sid": recording.recording_sid if recording else None,
-        "recording_duration_seconds": recording.duration_seconds if recording else None,
-        "processing_status": recording.processing_status.value if recording else None,
-        "transcript": recording.transcript if recording else None,
-        "transcript_language": recording.transcript_language if recording else None,
-        "audio_url": audio_url,
-        "tags": [ct.tag.name for ct in call.call_tags],
-        "handled": call.handled_at is not None,
-        "handled_at": _iso(call.handled_at),
-        "assignee": call.assignee.email if call.assignee else None,
-    }
+    data["audio_url"] = audio_url
+    return data
 
 
 @bp.before_request

@@ -17,8 +17,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from crm_ui import account, api, auth, businesses, calls, db, i18n, inbox, present
-from moked import metrics
-from moked.db.session import get_engine, postgres_unavailable
+from moked import metrics, recordings
+from moked.db.session import postgres_unavailable
 from moked.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         local_time=present.local_time,
         call_time=present.call_time,
         main_recording=present.main_recording,
+        recording_pending=recordings.is_pending,
+        recording_can_retry=recordings.can_retry,
         CALL_STATUS_LABELS=present.CALL_STATUS_LABELS,
         CALL_STATUS_TONE=present.CALL_STATUS_TONE,
         PROCESSING_LABELS=present.PROCESSING_LABELS,
@@ -180,7 +182,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     @app.get("/readyz")
     def readyz() -> Response:
         try:
-            with get_engine().connect() as connection:
+            with db.engine().connect() as connection:
                 connection.execute(text("SELECT 1"))
         except SQLAlchemyError as exc:
             return Response(f"not ready: postgres {type(exc).__name__}", status=503)

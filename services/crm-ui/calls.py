@@ -25,7 +25,6 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from redis.exceptions import RedisError
 from sqlalchemy import delete, func, or_, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -34,11 +33,12 @@ from crm_ui.db import db
 from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone
+from moked import recordings
 from moked.accounts import Role
 from moked.db.models import Call, CallTag, Membership, Note, Tag, User, WebhookEvent
-from moked.queue import enqueue_transcription, redis_client
+from moked.queue import redis_client
 from moked.settings import Settings
-from moked.statuses import CallStatus, ProcessingStatus
+from moked.statuses import CallStatus, Endpoint, ProcessingStatus
 
 bp = Blueprint("calls", __name__)
 
@@ -95,7 +95,7 @@ def timeline(call: Call) -> list[TimelineEntry]:
             value = params.get(name)
             return str(value[0] if isinstance(value, list) else value or "")
 
-        if event.endpoint == "incoming_call":
+        if event.endpoint == Endpoint.INCOMING_CALL:
             entries.append(
                 TimelineEntry(
                     event.received_at,
@@ -104,7 +104,7 @@ def timeline(call: Call) -> list[TimelineEntry]:
                     f"{phone(param('From')) or _('Unknown caller')} → {phone(param('To'))}",
                 )
             )
-        elif event.endpoint == "call_status":
+        elif event.endpoint == Endpoint.CALL_STATUS:
             status = param("CallStatus")
             detail = ""
             if param("CallDuration"):
@@ -117,7 +117,7 @@ def timeline(call: Call) -> list[TimelineEntry]:
                     detail,
                 )
             )
-        elif event.endpoint == "handle_recording":
+        elif event.endpoint == Endpoint.HANDLE_RECORDING:
             seconds = param("RecordingDuration")
             entries.append(
                 TimelineEntry(
@@ -127,7 +127,7 @@ def timeline(call: Call) -> list[TimelineEntry]:
                     _("{seconds} seconds", seconds=seconds) if seconds else "",
                 )
             )
-        elif event.endpoint == "recording_status":
+        elif event.endpoint == Endpoint.RECORDING_STATUS:
             entries.append(
                 TimelineEntry(
                     event.received_at,
@@ -136,17 +136,14 @@ def timeline(call: Call) -> list[TimelineEntry]:
                     param("ErrorCode") and _("Error {code}", code=param("ErrorCode")),
                 )
             )
+    finished_titles = {
+        ProcessingStatus.READY: _("Transcript ready"),
+        ProcessingStatus.EMPTY: _("No speech in the recording"),
+        ProcessingStatus.FAILED: _("Transcription failed"),
+    }
     for recording in call.recordings:
-        if recording.processing_finished_at and recording.processing_status in (
-            ProcessingStatus.READY,
-            ProcessingStatus.EMPTY,
-            ProcessingStatus.FAILED,
-        ):
-            title = {
-                ProcessingStatus.READY: _("Transcript ready"),
-                ProcessingStatus.EMPTY: _("No speech in the recording"),
-                ProcessingStatus.FAILED: _("Transcription failed"),
-            }[recording.processing_status]
+        title = finished_titles.get(recording.processing_status)
+        if recording.processing_finished_at and title:
             finished = recording.processing_finished_at
             entries.append(TimelineEntry(finished, "text", title, recording.model or ""))
     if call.handled_at is not None:
@@ -330,27 +327,19 @@ def assign(call_sid: str) -> WerkzeugResponse:
 @bp.post("/calls/<call_sid>/recordings/<recording_sid>/retranscribe")
 @login_required
 def retranscribe(call_sid: str, recording_sid: str) -> WerkzeugResponse:
-    """Transcribe a failed recording again: reset its state, then queue it."""
+    """Transcribe a failed or empty recording again (`moked.recordings.retry_and_queue`)."""
     call = call_or_404(call_sid, me())
-    recording = next((r for r in call.recordings if r.recording_sid == recording_sid), None)
-    if recording is None:
+    if not any(r.recording_sid == recording_sid for r in call.recordings):
         abort(404)
-    if recording.processing_status is not ProcessingStatus.FAILED or not (
-        recording.media_url or recording.local_path
-    ):
-        flash(_("Only a failed recording can be transcribed again."), "error")
-        return _back(call, "#transcript")
-    recording.processing_status = ProcessingStatus.AWAITING_TRANSCRIPTION
-    recording.error = None
-    recording.attempts = 0
-    recording.queued_at = dt.datetime.now(dt.UTC)
-    recording.processing_started_at = None
-    recording.processing_finished_at = None
-    db().commit()
     try:
-        enqueue_transcription(_redis(), recording.recording_sid)
+        queued = recordings.retry_and_queue(db(), _redis(), recording_sid)
+    except recordings.RetryRefused:
+        db().rollback()
+        flash(_("Only a failed or empty recording can be transcribed again."), "error")
+        return _back(call, "#transcript")
+    if queued:
         flash(_("Queued for transcription again."), "success")
-    except RedisError:
+    else:
         # The row says "awaiting transcription": the reconciler queues it when Redis is back.
         flash(_("The queue is unavailable; the recording will be queued automatically."), "info")
     return _back(call, "#transcript")

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Flask, g
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from moked.db.session import get_engine
+from moked.db.session import engine_for
+from moked.settings import Settings
+
+
+def engine() -> Engine:
+    """The engine of the settings the app was created with (`create_app(settings)`)."""
+    settings: Settings = current_app.config["MOKED_SETTINGS"]
+    return engine_for(settings.database_url)
 
 
 def db() -> Session:
     session: Session | None = g.get("_db")
     if session is None:
-        session = Session(get_engine(), expire_on_commit=False)
+        session = Session(engine(), expire_on_commit=False)
         g._db = session
     return session
 

@@ -140,7 +140,7 @@ HEBREW: dict[str, str] = {
     "A note cannot be empty.": "הערה לא יכולה להיות ריקה.",
     "Assignee updated.": "האחראי/ת עודכן/ה.",
     "That user cannot be assigned to this call.": "אי אפשר לשייך את המשתמש הזה לשיחה.",
-    "Only a failed recording can be transcribed again.": "רק הקלטה שהתמלול שלה נכשל ניתנת לתמלול מחדש.",
+    "Only a failed or empty recording can be transcribed again.": "רק הקלטה שהתמלול שלה נכשל או יצא ריק ניתנת לתמלול מחדש.",
     "Queued for transcription again.": "ההקלטה נשלחה לתמלול מחדש.",
     "The queue is unavailable; the recording will be queued automatically.": "התור אינו זמין כרגע; ההקלטה תישלח לתמלול אוטומטית.",
     # --- businesses

@@ -10,20 +10,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from markupsafe import Markup, escape
 
+from moked import recordings
 from moked.db.models import Call, Recording
 from moked.phone import DEFAULT_REGION, display
 from moked.statuses import CallStatus, ProcessingStatus
 
 DEFAULT_TIMEZONE = "Asia/Jerusalem"
-
-AWAITING = frozenset(
-    {
-        ProcessingStatus.AWAITING_MEDIA,
-        ProcessingStatus.AWAITING_TRANSCRIPTION,
-        ProcessingStatus.DOWNLOADING,
-        ProcessingStatus.TRANSCRIBING,
-    }
-)
 
 CALL_STATUS_LABELS = {
     CallStatus.QUEUED: "Queued",
@@ -113,11 +105,8 @@ def call_time(call: Call) -> dt.datetime | None:
 
 
 def main_recording(call: Call) -> Recording | None:
-    """The recording staff listen to: the newest one that has audio, else the newest."""
-    with_audio = [r for r in call.recordings if r.local_path]
-    if with_audio:
-        return with_audio[-1]
-    return call.recordings[-1] if call.recordings else None
+    """The recording staff listen to (`moked.recordings.main_recording`)."""
+    return recordings.main_recording(call.recordings)
 
 
 def snippet(text: str | None, length: int = 140) -> str:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select
-from sqlalchemy.orm import selectinload
 
 from crm_ui.access import CurrentUser, scope_calls
 from crm_ui.db import db
-from crm_ui.present import AWAITING, zone
+from crm_ui.present import zone
+from moked.calls import call_loading
 from moked.db.models import Business, Call, CallTag, Note, Recording, Tag, call_time
+from moked.recordings import PENDING
 from moked.statuses import CallStatus, ProcessingStatus
 
 PER_PAGE = 25
@@ -26,7 +27,7 @@ MAX_PER_PAGE = 100
 MAX_TERMS = 8
 
 PROCESSING_FILTERS: dict[str, frozenset[ProcessingStatus]] = {
-    "awaiting": AWAITING,
+    "awaiting": PENDING,
     "ready": frozenset({ProcessingStatus.READY}),
     "failed": frozenset({ProcessingStatus.FAILED}),
     "empty": frozenset({ProcessingStatus.EMPTY, ProcessingStatus.ABSENT}),
@@ -192,12 +193,7 @@ def list_calls(filters: CallFilters, user: CurrentUser) -> CallPage:
     base = filtered_calls(filters, user)
     total = int(db().scalar(select(func.count()).select_from(base.subquery())) or 0)
     query = (
-        base.options(
-            selectinload(Call.recordings),
-            selectinload(Call.business),
-            selectinload(Call.call_tags).selectinload(CallTag.tag),
-            selectinload(Call.assignee),
-        )
+        base.options(*call_loading())
         .order_by(_sort_key().desc(), Call.id.desc())
         .limit(filters.per_page)
         .offset((filters.page - 1) * filters.per_page)

@@ -1,18 +1,13 @@
 """The transcription job: one recording, by its RecordingSid, to a stored transcript.
 
 Delivery is at least once (Twilio's duplicate callbacks, RQ retries, the reconciler's
-re-queues, a worker killed mid-job); the effect is exactly once because every write is
-guarded by the recording's state under a row lock:
-
-    awaiting_transcription → downloading → transcribing → ready | empty | failed
-
-- a job for a recording already in a final state does nothing;
-- the transcript is written only while the recording is not final, so two racing jobs
-  store one transcript (the first to commit), never two or a mix;
-- a transient failure sends the recording back to awaiting_transcription and raises, so
-  RQ retries it with backoff; after MAX_ATTEMPTS (counted on the row, across jobs and
-  Redis losses) the recording is `failed` with the reason. A permanent failure (not
-  audio, too large, host not allowed) is `failed` at once.
+re-queues, a worker killed mid-job); the effect is exactly once because every change of
+the recording goes through `moked.recordings`, under a row lock, and a recording already
+final is never changed again. This module keeps the rest: download, transcription,
+retry budget and metrics. A transient failure raises so RQ retries with backoff; after
+MAX_ATTEMPTS (counted on the row, across jobs and Redis losses) the recording is
+`failed` with the reason. A permanent failure (not audio, too large, host not allowed)
+is `failed` at once.
 """
 
 from __future__ import annotations
@@ -31,25 +26,18 @@ from rq import get_current_job
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moked import metrics, twilio_sync
+from moked import metrics, recordings, twilio_sync
 from moked.db.models import Business, Call, Recording
 from moked.db.session import session_scope
 from moked.queue import MAX_ATTEMPTS, redis_client
 from moked.settings import Settings, get_settings
-from moked.statuses import ProcessingStatus
+from moked.statuses import JobOutcome, ProcessingStatus
 from transcriber import media
 from transcriber.backends import Backend, get_backend, load_count, whisper_language
 from transcriber.errors import MediaRejected, TranscriptionError
 from transcriber.lease import lease
 
 log = logging.getLogger(__name__)
-
-ERROR_LIMIT = 1000
-WORKING = (ProcessingStatus.DOWNLOADING, ProcessingStatus.TRANSCRIBING)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +55,6 @@ class Claim:
     attempt: int
 
 
-def _locked(session: Session, recording_sid: str) -> Recording | None:
-    return session.scalar(
-        select(Recording).where(Recording.recording_sid == recording_sid).with_for_update()
-    )
-
-
 def _language(session: Session, recording: Recording) -> str:
     business_language = session.scalar(
         select(Business.language)
@@ -82,21 +64,10 @@ def _language(session: Session, recording: Recording) -> str:
     return whisper_language(business_language)
 
 
-def claim(recording_sid: str) -> Claim | str:
-    """Start an attempt; returns why not (a string) when there is nothing to do."""
+def claim(recording_sid: str) -> Claim:
+    """Start an attempt (`recordings.claim`); raises NothingToDo."""
     with session_scope() as session:
-        recording = _locked(session, recording_sid)
-        if recording is None:
-            return "unknown recording"
-        status = recording.processing_status
-        if status.is_final:
-            return f"already {status.value}"
-        if status is ProcessingStatus.AWAITING_MEDIA:
-            return "Twilio has not reported the recording completed"
-        recording.attempts = (recording.attempts or 0) + 1
-        recording.processing_started_at = utcnow()
-        recording.processing_finished_at = None
-        recording.processing_status = ProcessingStatus.DOWNLOADING
+        recording = recordings.claim(session, recording_sid)
         return Claim(
             recording_sid=recording_sid,
             media_url=recording.media_url,
@@ -107,17 +78,6 @@ def claim(recording_sid: str) -> Claim | str:
             audio_seconds=recording.audio_seconds,
             attempt=recording.attempts,
         )
-
-
-def _advance(recording_sid: str, **values: Any) -> bool:
-    """Update a recording still being worked on; False when another job finished it."""
-    with session_scope() as session:
-        recording = _locked(session, recording_sid)
-        if recording is None or recording.processing_status.is_final:
-            return False
-        for name, value in values.items():
-            setattr(recording, name, value)
-        return True
 
 
 def fetch_policy(settings: Settings) -> media.FetchPolicy:
@@ -143,49 +103,22 @@ def ensure_media(settings: Settings, claim_: Claim) -> tuple[Path, float | None]
     started = time.monotonic()
     stored = media.store(claim_.media_url, claim_.recording_sid, root, fetch_policy(settings))
     metrics.TRANSCRIPTION_DOWNLOAD_SECONDS.observe(time.monotonic() - started)
-    _advance(
-        claim_.recording_sid,
-        local_path=stored.local_path,
-        content_type=stored.content_type,
-        size_bytes=stored.size_bytes,
-        audio_seconds=stored.audio_seconds,
-    )
+    with session_scope() as session:
+        recordings.media_stored(
+            session,
+            claim_.recording_sid,
+            recordings.StoredMedia(
+                local_path=stored.local_path,
+                content_type=stored.content_type,
+                size_bytes=stored.size_bytes,
+                audio_seconds=stored.audio_seconds,
+            ),
+        )
     return root / stored.local_path, stored.audio_seconds
 
 
-def finish(
-    recording_sid: str, backend: Backend, text: str, language: str, audio_seconds: float | None
-) -> ProcessingStatus | None:
-    """Store the transcript unless another job already did; the status stored, or None."""
-    status = ProcessingStatus.READY if text.strip() else ProcessingStatus.EMPTY
-    with session_scope() as session:
-        recording = _locked(session, recording_sid)
-        if recording is None or recording.processing_status.is_final:
-            return None
-        recording.processing_status = status
-        recording.transcript = text.strip()
-        recording.transcript_language = language
-        recording.backend = backend.name
-        recording.model = backend.model
-        if audio_seconds is not None:
-            recording.audio_seconds = audio_seconds
-        recording.error = None
-        recording.processing_finished_at = utcnow()
-        return status
-
-
-def fail(recording_sid: str, message: str, *, final: bool) -> None:
-    """Record the failure: `failed` when final, else back to waiting for the retry."""
-    with session_scope() as session:
-        recording = _locked(session, recording_sid)
-        if recording is None or recording.processing_status.is_final:
-            return
-        recording.error = message[:ERROR_LIMIT]
-        if final:
-            recording.processing_status = ProcessingStatus.FAILED
-            recording.processing_finished_at = utcnow()
-        else:
-            recording.processing_status = ProcessingStatus.AWAITING_TRANSCRIPTION
+def _count(outcome: JobOutcome, backend_name: str) -> None:
+    metrics.TRANSCRIPTION_JOBS.labels(outcome.value, backend_name).inc()
 
 
 def _observe(
@@ -195,12 +128,14 @@ def _observe(
     audio_seconds: float | None,
     completed_at: dt.datetime | None,
 ) -> None:
-    metrics.TRANSCRIPTION_JOBS.labels(status.value, backend.name).inc()
+    _count(JobOutcome.of(status), backend.name)
     metrics.TRANSCRIPTION_SECONDS.labels(backend.name).observe(seconds)
     if audio_seconds:
         metrics.TRANSCRIPTION_RTF.labels(backend.name).observe(seconds / audio_seconds)
     if completed_at is not None:
-        metrics.TRANSCRIPTION_LAG.observe(max(0.0, (utcnow() - completed_at).total_seconds()))
+        metrics.TRANSCRIPTION_LAG.observe(
+            max(0.0, (recordings.utcnow() - completed_at).total_seconds())
+        )
 
 
 def _cpu_seconds() -> float:
@@ -216,51 +151,77 @@ def _last_attempt(attempt: int) -> bool:
     return job is not None and not job.retries_left
 
 
+def _fail(recording_sid: str, message: str, *, final: bool) -> None:
+    with session_scope() as session:
+        recordings.fail(session, recording_sid, message, final=final)
+
+
+def _skipped(result: dict[str, Any], reason: str, backend_name: str) -> dict[str, Any]:
+    _count(JobOutcome.SKIPPED, backend_name)
+    return {**result, "outcome": JobOutcome.SKIPPED.value, "reason": reason}
+
+
 def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
-    """One attempt at one recording; raises to have RQ retry a transient failure."""
+    """One attempt at one recording; raises to have RQ retry a transient failure.
+
+    The recording's state is changed only through `moked.recordings`; this job downloads,
+    transcribes and measures.
+    """
     result: dict[str, Any] = {"recording_sid": recording_sid, "pid": os.getpid()}
-    claimed = claim(recording_sid)
-    if isinstance(claimed, str):
-        log.info("nothing to do for %s: %s", recording_sid, claimed)
-        metrics.TRANSCRIPTION_JOBS.labels("skipped", settings.effective_backend.value).inc()
-        return {**result, "outcome": "skipped", "reason": claimed}
     backend_name = settings.effective_backend.value
+    try:
+        claimed = claim(recording_sid)
+    except recordings.NothingToDo as nothing:
+        log.info("nothing to do for %s: %s", recording_sid, nothing)
+        return _skipped(result, str(nothing), backend_name)
     # Loaded at worker start, so this is a lookup. Outside the try: a model that cannot load
     # is this worker's fault, not the recording's; its lease expires and it is queued again.
     backend = get_backend(settings)
     try:
         result["model_loads"] = load_count()
         audio, probed_seconds = ensure_media(settings, claimed)
-        if not _advance(recording_sid, processing_status=ProcessingStatus.TRANSCRIBING):
-            return {**result, "outcome": "skipped", "reason": "finished by another job"}
+        with session_scope() as session:
+            transcribing = recordings.start_transcribing(session, recording_sid)
+        if not transcribing:
+            return _skipped(result, "finished by another job", backend_name)
         started, cpu_started = time.monotonic(), _cpu_seconds()
         transcript = backend.transcribe(audio, claimed.language)
         elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     except TranscriptionError as exc:
         final = exc.permanent or _last_attempt(claimed.attempt)
-        fail(recording_sid, exc.message, final=final)
-        outcome = "failed" if final else "retry"
-        metrics.TRANSCRIPTION_JOBS.labels(outcome, backend_name).inc()
+        _fail(recording_sid, exc.message, final=final)
+        outcome = JobOutcome.FAILED if final else JobOutcome.RETRY
+        _count(outcome, backend_name)
         log.warning("%s attempt %d: %s (%s)", recording_sid, claimed.attempt, exc.message, outcome)
         if exc.permanent:
-            return {**result, "outcome": outcome, "error": exc.message}
+            return {**result, "outcome": outcome.value, "error": exc.message}
         raise
     except Exception as exc:
         # A bug or an outage (Postgres, Redis): retried like any transient failure.
         message = f"{type(exc).__name__}: {exc}"
         final = _last_attempt(claimed.attempt)
         try:
-            fail(recording_sid, message, final=final)
+            _fail(recording_sid, message, final=final)
         except Exception:
             log.exception("could not record the failure of %s", recording_sid)
-        metrics.TRANSCRIPTION_JOBS.labels("failed" if final else "retry", backend_name).inc()
+        _count(JobOutcome.FAILED if final else JobOutcome.RETRY, backend_name)
         raise
     audio_seconds = transcript.audio_seconds or probed_seconds
-    status = finish(recording_sid, backend, transcript.text, transcript.language, audio_seconds)
+    with session_scope() as session:
+        status = recordings.finish(
+            session,
+            recording_sid,
+            recordings.Transcript(
+                text=transcript.text,
+                language=transcript.language,
+                backend=backend.name,
+                model=backend.model,
+                audio_seconds=audio_seconds,
+            ),
+        )
     if status is None:
         log.info("%s was finished by another job; this transcript is dropped", recording_sid)
-        metrics.TRANSCRIPTION_JOBS.labels("skipped", backend.name).inc()
-        return {**result, "outcome": "skipped", "reason": "finished by another job"}
+        return _skipped(result, "finished by another job", backend.name)
     _observe(backend, status, elapsed, audio_seconds, claimed.completed_at)
     log.info(
         "%s %s in %.2f s (%s s of audio, %s/%s)",
@@ -277,7 +238,7 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         log.exception("deleting %s from Twilio failed", recording_sid)
     return {
         **result,
-        "outcome": status.value,
+        "outcome": JobOutcome.of(status).value,
         "seconds": round(elapsed, 3),
         "cpu_seconds": round(cpu, 3),
         "audio_seconds": audio_seconds,

@@ -16,7 +16,7 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, request
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -25,7 +25,7 @@ from moked.answers import CallAnswer, LastKnownAnswers, answer_for, default_answ
 from moked.db.models import Business
 from moked.db.session import (
     autocommit_connection,
-    get_engine,
+    engine_for,
     postgres_unavailable,
     session_scope,
 )
@@ -50,6 +50,11 @@ def _settings() -> Settings:
 def _redis() -> Redis:
     client: Redis = current_app.config["MOKED_REDIS"]
     return client
+
+
+def _engine() -> Engine:
+    """The engine of the settings the app was created with (`create_app(settings)`)."""
+    return engine_for(_settings().database_url)
 
 
 def _last_known() -> LastKnownAnswers:
@@ -95,11 +100,11 @@ def _apply(event: InboundEvent) -> tuple[Effects, CallAnswer | None]:
     settings = _settings()
     if event.endpoint is Endpoint.INCOMING_CALL:
         # Most calls are new: one statement stores them and finds the business.
-        with autocommit_connection() as connection:
+        with autocommit_connection(settings.database_url) as connection:
             new_call = apply_new_call(connection, event)
         if new_call is not None:
             return new_call.effects, answer_for(settings, new_call.business)
-    with session_scope() as session:
+    with session_scope(_engine()) as session:
         effects = apply_event(session, event)
         answer = None
         if event.endpoint is Endpoint.INCOMING_CALL:
@@ -173,7 +178,7 @@ def _call_status(event: InboundEvent) -> Response:
 def _log_alert(event: InboundEvent) -> bool:
     """Log a Debugger event; False when the same event (Twilio's Sid) was logged before."""
     try:
-        with session_scope() as session:
+        with session_scope(_engine()) as session:
             return log_event(session, event)
     except Exception as exc:
         _keep_for_replay(event, exc)
@@ -244,7 +249,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     problems = []
     try:
-        with get_engine().connect() as connection:
+        with _engine().connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         problems.append(f"postgres: {type(exc).__name__}")
