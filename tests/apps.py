@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.datastructures import MultiDict
 from werkzeug.test import TestResponse
 
 from moked.settings import Settings
@@ -56,7 +57,7 @@ class TwilioClient:
             headers[SIGNATURE_HEADER] = signature or sign(token, url, FormParams(multi))
         return self.client.post(
             path + (f"?{query}" if query else ""),
-            data=pairs,
+            data=MultiDict(pairs),
             headers=headers,
             content_type="application/x-www-form-urlencoded",
         )

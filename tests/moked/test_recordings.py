@@ -278,6 +278,6 @@ def test_main_recording_is_the_newest_with_audio() -> None:
 
 
 def test_sets_agree_with_the_statuses() -> None:
-    assert recordings.PENDING == {s for s in S if not s.is_final}
-    assert recordings.WAITING_FOR_TRANSCRIPT == recordings.PENDING - {S.AWAITING_MEDIA}
+    assert {s for s in S if not s.is_final} == recordings.PENDING
+    assert recordings.PENDING - {S.AWAITING_MEDIA} == recordings.WAITING_FOR_TRANSCRIPT
     assert all(s.is_final for s in recordings.RETRYABLE)
