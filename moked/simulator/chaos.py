@@ -379,8 +379,14 @@ CHAOS_VOICEMAILS = (
 )
 
 
-def prepare(settings: Settings, calls: int, business_name: str = "Chaos") -> list[CallPlan]:
-    """A business with an MP3 greeting (so full TwiML is told from a fallback) and the calls."""
+def prepare(
+    settings: Settings,
+    calls: int,
+    business_name: str = "Chaos",
+    voicemails: Sequence[tuple[str, str]] = CHAOS_VOICEMAILS,
+) -> list[CallPlan]:
+    """A business with an MP3 greeting (so full TwiML is told from a fallback) and the calls,
+    leaving `voicemails` ((language, text), in turn)."""
     from moked.businesses import BusinessSpec, business_named, upsert_business
     from moked.db.session import session_scope
     from moked.greetings import is_playable, synthesize_mp3
@@ -400,9 +406,11 @@ def prepare(settings: Settings, calls: int, business_name: str = "Chaos") -> lis
     )
     with session_scope() as session:
         upsert_business(session, spec, settings.greetings_dir)
-    voices = [audio.speak(text, language) for language, text in CHAOS_VOICEMAILS]
+    voices = [audio.speak(text, language) for language, text in voicemails]
     return [
-        CallPlan(to=number, from_=f"+97254555{i % 10000:04d}", caller=Caller(voices[i % 2]))
+        CallPlan(
+            to=number, from_=f"+97254555{i % 10000:04d}", caller=Caller(voices[i % len(voices)])
+        )
         for i in range(calls)
     ]
 

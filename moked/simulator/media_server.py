@@ -121,7 +121,10 @@ class MediaServer:
     def start(self) -> MediaServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="moked-sim-media", daemon=True
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="moked-sim-media",
+                daemon=True,
             )
             self._thread.start()
         return self
