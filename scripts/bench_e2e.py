@@ -32,7 +32,7 @@ from moked.simulator.chaos import program_names
 from moked.simulator.load import percentile
 from moked.simulator.media_server import MediaServer
 from moked.simulator.store import wait_until_final
-from moked.stack.testing import StackUnderTest, make_state_dir, start_test_stack, stop_test_stack
+from tests.harness import StackUnderTest, make_state_dir, start_test_stack, stop_test_stack
 
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE / "locustfile_calls.py"

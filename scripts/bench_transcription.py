@@ -26,7 +26,7 @@ from sqlalchemy import select
 from moked.db.models import Business, Recording
 from moked.db.session import session_scope
 from moked.queue import redis_client
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 from tests.services.transcriber.audio import LONG_TEXT, VOICEMAIL_TEXT, telephone_mp3
 from tests.services.transcriber.doubles import TwilioDouble
@@ -136,7 +136,7 @@ def _metric(text: str, name: str) -> float:
 
 def run() -> str:
     from moked.businesses import BusinessSpec, upsert_business
-    from moked.stack.testing import make_state_dir, start_test_stack, stop_test_stack
+    from tests.harness import make_state_dir, start_test_stack, stop_test_stack
     from tests.helpers import unique_number
 
     load_before = os.getloadavg()[0]

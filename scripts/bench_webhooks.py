@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from moked.stack.testing import TEST_ACCOUNT_SID, StackUnderTest
 from moked.twilio.signature import sign
+from tests.harness import TEST_ACCOUNT_SID, StackUnderTest
 
 CONNECTIONS = 100
 DURATION_SECONDS = int(os.environ.get("BENCH_SECONDS", "15"))
@@ -233,7 +233,7 @@ def run() -> str:
     from moked.businesses import BusinessSpec, upsert_business
     from moked.db.session import session_scope
     from moked.greetings import synthesize_mp3
-    from moked.stack.testing import make_state_dir, start_test_stack, stop_test_stack
+    from tests.harness import make_state_dir, start_test_stack, stop_test_stack
 
     stack = start_test_stack(make_state_dir("moked-bench-"))
     try:

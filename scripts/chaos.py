@@ -20,7 +20,7 @@ from moked.simulator.chaos import ALL_FAULTS, ChaosReport, Fault, prepare, run_c
 from moked.simulator.media_server import MediaServer
 from moked.stack.config import REPO_ROOT, StackLayout
 from moked.stack.native import resolve_paths
-from moked.stack.testing import make_state_dir, start_test_stack, stop_test_stack
+from tests.harness import make_state_dir, start_test_stack, stop_test_stack
 
 
 def chaos(layout: StackLayout, args: argparse.Namespace) -> ChaosReport:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from moked.businesses import BusinessSpec, upsert_business
 from moked.db.models import Business
 from moked.db.session import session_scope
-from moked.stack.testing import (
+from tests.harness import (
     StackUnderTest,
     make_state_dir,
     start_test_stack,

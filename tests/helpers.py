@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 
-from moked.stack.testing import TEST_ACCOUNT_SID
+from tests.harness import TEST_ACCOUNT_SID
 
 # Numbers the tests create: consecutive from a random start, so none repeats within a
 # session, and outside +972-3-555-xxxx, where the fixed and random numbers of the demo,

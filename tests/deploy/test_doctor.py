@@ -25,8 +25,8 @@ from moked.doctor import (
 )
 from moked.greetings import synthesize_mp3
 from moked.settings import Settings, get_settings
-from moked.stack.testing import StackUnderTest
 from tests.deploy.twilio_mock import TwilioMock
+from tests.harness import StackUnderTest
 
 
 @pytest.fixture

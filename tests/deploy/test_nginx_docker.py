@@ -21,7 +21,7 @@ from moked.doctor import Doctor, Status
 from moked.greetings import synthesize_mp3
 from moked.settings import Settings
 from moked.stack.docker import DockerNginx, render_docker_nginx, write_docker_nginx
-from moked.stack.testing import StackUnderTest, free_port, make_state_dir
+from tests.harness import StackUnderTest, free_port, make_state_dir
 
 
 @dataclass

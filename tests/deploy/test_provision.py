@@ -17,7 +17,6 @@ from moked.provision import (
     provision,
 )
 from moked.settings import Settings, get_settings
-from moked.stack.testing import StackUnderTest
 from moked.twilio.routed import make_routed_client, sent_requests
 from tests.deploy.twilio_mock import (
     EXAMPLE_BUSINESS,
@@ -25,6 +24,7 @@ from tests.deploy.twilio_mock import (
     EXAMPLE_NUMBER_SID,
     TwilioMock,
 )
+from tests.harness import StackUnderTest
 
 BUSINESS = EXAMPLE_BUSINESS
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from moked.businesses import find_business
 from moked.db.session import session_scope
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 
 
 def test_an_id_finds_that_business_even_when_another_is_named_like_it(

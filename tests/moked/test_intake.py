@@ -19,8 +19,8 @@ from moked.intake import (
     merge_call,
     valid_sid,
 )
-from moked.stack.testing import StackUnderTest
 from moked.statuses import CallStatus, Endpoint
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid
 
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=dt.UTC)

@@ -13,7 +13,7 @@ import yaml
 
 from moked.stack import monitoring
 from moked.stack.config import StackLayout, program_sections
-from moked.stack.testing import make_test_settings
+from tests.harness import make_test_settings
 from tests.monitoring.promql import RULE_TESTS_DIR, rule_files
 
 ALERTMANAGER_DIR = monitoring.MONITORING_DIR / "alertmanager"

@@ -14,9 +14,9 @@ from moked.db.models import Call, Recording
 from moked.db.session import session_scope
 from moked.intake import InboundEvent
 from moked.queue import redis_client
-from moked.stack.testing import StackUnderTest
 from moked.statuses import Endpoint, ProcessingStatus
 from moked.twilio import debugger
+from tests.harness import StackUnderTest
 from tests.helpers import new_call_sid, new_recording_sid
 
 

@@ -18,7 +18,7 @@ from rq import Worker
 
 from moked.queue import redis_client, transcription_queue
 from moked.stack.monitoring import native_targets
-from moked.stack.testing import TEST_ACCOUNT_SID, StackUnderTest
+from tests.harness import TEST_ACCOUNT_SID, StackUnderTest
 from tests.helpers import call_params, new_call_sid
 from tests.monitoring.promql import Prometheus, every_expression, metric_names, wait_for
 

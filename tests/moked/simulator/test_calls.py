@@ -18,7 +18,7 @@ from moked.simulator.chaos import program_names
 from moked.simulator.inspector import Inspector
 from moked.simulator.media_server import MediaServer
 from moked.simulator.store import stored_calls, wait_until_final
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 
 TRANSCRIPT_TIMEOUT = 240.0
 

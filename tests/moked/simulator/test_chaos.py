@@ -7,7 +7,7 @@ import pytest
 
 from moked.simulator.chaos import Fault, prepare, program_names, run_chaos, simulator_for
 from moked.simulator.media_server import MediaServer
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 
 pytestmark = pytest.mark.slow
 

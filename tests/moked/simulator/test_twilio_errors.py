@@ -21,7 +21,7 @@ from moked.simulator.audio import Voicemail
 from moked.simulator.call import AnsweredBy, Caller, Simulator, SimulatorConfig
 from moked.simulator.inspector import Exchange, Inspector
 from moked.simulator.media_server import MediaServer
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 
 ACCOUNT = "AC" + "3" * 32
 TOKEN = "fake-token"

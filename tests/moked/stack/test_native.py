@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from moked.stack import native
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 
 
 def pids(stack: StackUnderTest) -> dict[str, str]:

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from moked.accounts import Role, add_user
 from moked.db.models import Business, Recording
 from moked.db.session import session_scope
-from moked.stack.testing import StackUnderTest
 from moked.statuses import CallStatus, ProcessingStatus, RecordingStatus
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"

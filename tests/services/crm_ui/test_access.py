@@ -15,7 +15,7 @@ from sqlalchemy import select
 from moked.accounts import Role, add_user, create_token
 from moked.db.models import CallTag
 from moked.db.session import session_scope
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.helpers import unique_number
 from tests.services.crm_ui.conftest import PASSWORD, Client, FedCall, Tenant, feed_call
 

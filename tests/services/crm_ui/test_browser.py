@@ -15,8 +15,8 @@ from sqlalchemy import select
 from moked.db.models import Business, Recording
 from moked.db.session import session_scope
 from moked.greetings import synthesize_mp3
-from moked.stack.testing import StackUnderTest
 from moked.statuses import ProcessingStatus
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid
 from tests.services.crm_ui.conftest import PASSWORD, Tenant, feed_call
 from tests.services.webhooks.test_call_path import parse_twiml

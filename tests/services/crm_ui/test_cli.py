@@ -13,7 +13,7 @@ import requests
 
 from moked.cli import DEMO_ADMIN_EMAIL, DEMO_ADMIN_FILE, seed_demo, seed_demo_admin
 from moked.settings import ENV_FILE_VARIABLE
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.services.crm_ui.conftest import Client, Tenant
 
 MOKED = str(Path(sys.executable).parent / "moked")

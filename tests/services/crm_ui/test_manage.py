@@ -15,8 +15,8 @@ from moked.businesses import BusinessSpec, upsert_business
 from moked.db.models import Business, Call
 from moked.db.session import session_scope
 from moked.greetings import synthesize_mp3
-from moked.stack.testing import StackUnderTest
 from moked.statuses import CallStatus
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, unique_number
 from tests.services.crm_ui.conftest import PASSWORD, Client
 from tests.services.webhooks.test_call_path import parse_twiml

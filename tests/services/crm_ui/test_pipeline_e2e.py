@@ -12,7 +12,7 @@ import pytest
 
 from moked.accounts import Role, add_user
 from moked.db.session import session_scope
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.services.crm_ui.conftest import PASSWORD
 from tests.services.crm_ui.test_browser import login
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, telephone_mp3

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from moked.db.migrate import alembic_config
 from moked.db.models import Base, Call, call_time
 from moked.stack.native import _superuser_connection
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 
 
 @pytest.fixture

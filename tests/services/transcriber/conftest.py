@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from moked.db.models import Business, Recording
 from moked.db.session import session_scope
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 from tests.services.transcriber.doubles import TwilioDouble
 

@@ -17,7 +17,7 @@ import requests
 
 from moked.settings import ENV_FILE_VARIABLE
 from moked.stack.config import REPO_ROOT
-from moked.stack.testing import StackUnderTest, free_port
+from tests.harness import StackUnderTest, free_port
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, VOICEMAIL_WORDS, telephone_mp3
 from tests.services.transcriber.conftest import leave_voicemail, recording, wait_for, words_in
 from tests.services.transcriber.doubles import OpenAICompatibleServer, TwilioDouble

@@ -13,7 +13,7 @@ from rq.job import Job
 
 from moked.queue import enqueue_transcription, redis_client
 from moked.settings import ENV_FILE_VARIABLE
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.services.transcriber.audio import (
     NOT_AUDIO,
     VOICEMAIL_TEXT,

@@ -10,7 +10,7 @@ import pytest
 from rq import Worker
 
 from moked.queue import redis_client, transcription_queue
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.services.transcriber.audio import (
     LONG_TEXT,
     LONG_WORDS,

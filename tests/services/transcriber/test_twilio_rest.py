@@ -12,9 +12,9 @@ from moked import twilio_sync
 from moked.db.models import Recording, WebhookEvent
 from moked.db.session import session_scope
 from moked.queue import redis_client
-from moked.stack.testing import StackUnderTest
 from moked.statuses import EventSource
 from moked.twilio import rest
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, VOICEMAIL_WORDS, telephone_mp3
 from tests.services.transcriber.conftest import leave_voicemail, recording, wait_for, words_in

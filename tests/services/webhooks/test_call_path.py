@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from moked.db.models import Call, Recording, WebhookEvent
 from moked.db.session import session_scope
 from moked.greetings import synthesize_mp3
-from moked.stack.testing import StackUnderTest
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 
 

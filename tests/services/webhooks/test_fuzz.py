@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from moked.stack.testing import StackUnderTest
 from moked.statuses import Endpoint
 from moked.twilio.signature import SIGNATURE_HEADER, sign
+from tests.harness import StackUnderTest
 
 EXAMPLES = int(os.environ.get("MOKED_FUZZ_EXAMPLES", "20"))
 """Kept small for `make test` (two shared cores); raise it for a deeper run."""

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from moked.db.models import Call, Recording
 from moked.db.session import session_scope
 from moked.queue import TRANSCRIPTION_QUEUE, transcription_job_id
-from moked.stack.testing import StackUnderTest
 from moked.statuses import CallStatus, ProcessingStatus
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from moked.db.models import Call, WebhookEvent
 from moked.db.session import reset_engine, session_scope
 from moked.greetings import synthesize_mp3
-from moked.stack.testing import StackUnderTest
 from moked.statuses import CallStatus, EventSource
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid
 
 

@@ -10,8 +10,8 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from moked.stack.testing import StackUnderTest
 from moked.statuses import Endpoint
+from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 
 ENDPOINTS = [e.path for e in Endpoint]

@@ -1,6 +1,8 @@
 """A whole native stack for a test session: the same runner as `make up`, on free ports.
 
-Also playing Twilio's part at the HTTP level: signed form posts through nginx.
+Also playing Twilio's part at the HTTP level: signed form posts through nginx. Test code
+only, so it lives here and no image installs it; the benchmarks and `make chaos` use it
+too (`python -m scripts.X` from the repository root, where `tests` is importable).
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class StackUnderTest:
             "nginx": f"{self.layout.http_url}/server/static/voice_responses/",
         }
         if program == "postgres":
-            native.wait_for("postgres", lambda: native._can_connect(settings.database_url), timeout)
+            native.wait_for("postgres", lambda: _connects(settings.database_url), timeout)
         elif program == "redis":
             from moked.queue import redis_client
 
@@ -147,6 +149,21 @@ class StackUnderTest:
         return requests.post(
             url, data=pairs, headers=headers, timeout=timeout, allow_redirects=False
         )
+
+
+def _connects(database_url: str) -> bool:
+    from sqlalchemy import create_engine, exc, pool
+
+    engine = create_engine(
+        database_url, poolclass=pool.NullPool, connect_args={"connect_timeout": 2}
+    )
+    try:
+        with engine.connect():
+            return True
+    except exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
 
 
 def _answers(url: str) -> bool:
