@@ -1,7 +1,9 @@
-"""The native stack's layout and its rendered configuration files.
+"""The native stack's programs and their rendered configuration files.
 
 `make up` and the test session both use this: the same templates and commands, with a
-different state directory and ports. Docker renders the same nginx template.
+different state directory and ports. Docker renders the same nginx template. Where the
+stack lives is `moked.stack.layout` (re-exported here: StackLayout, REPO_ROOT); the
+monitoring programs come from `moked.stack.monitoring`, which builds on the layout only.
 """
 
 from __future__ import annotations
@@ -9,105 +11,18 @@ from __future__ import annotations
 import os
 import shutil
 import string
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from moked.settings import Settings
+from moked.stack.layout import REPO_ROOT as REPO_ROOT
+from moked.stack.layout import StackLayout as StackLayout
+from moked.stack.layout import program_section
+from moked.stack.monitoring import monitoring_programs
 from moked.twilio import twiml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.template"
 SERVICE_LAUNCHER = REPO_ROOT / "scripts" / "run-service"
 POSTGRES_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-
-
-def is_loopback(host: str | None) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
-@dataclass(frozen=True)
-class StackLayout:
-    """Where everything of one native stack lives, and on which ports it listens."""
-
-    settings: Settings
-    state_dir: Path
-
-    @property
-    def run_dir(self) -> Path:
-        return self.state_dir / "run"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.state_dir / "log"
-
-    @property
-    def pgdata(self) -> Path:
-        return self.state_dir / "pgdata"
-
-    @property
-    def pg_socket_dir(self) -> Path:
-        return self.run_dir / "postgres"
-
-    @property
-    def redis_dir(self) -> Path:
-        return self.state_dir / "redis"
-
-    @property
-    def nginx_run_dir(self) -> Path:
-        return self.run_dir / "nginx"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.run_dir / "metrics"
-
-    @property
-    def env_file(self) -> Path:
-        return self.run_dir / "stack.env"
-
-    @property
-    def supervisord_conf(self) -> Path:
-        return self.run_dir / "supervisord.conf"
-
-    @property
-    def supervisor_socket(self) -> Path:
-        return self.run_dir / "supervisor.sock"
-
-    @property
-    def nginx_conf(self) -> Path:
-        return self.run_dir / "nginx.conf"
-
-    @property
-    def redis_conf(self) -> Path:
-        return self.run_dir / "redis.conf"
-
-    @property
-    def database(self) -> tuple[str, int, str, str, str]:
-        """(host, port, user, password, database name) from DATABASE_URL."""
-        parts = urlsplit(self.settings.database_url)
-        return (
-            parts.hostname or "127.0.0.1",
-            parts.port or 5432,
-            parts.username or "moked",
-            parts.password or "",
-            parts.path.lstrip("/") or "moked",
-        )
-
-    @property
-    def redis_port(self) -> int:
-        return urlsplit(self.settings.redis_url).port or 6379
-
-    @property
-    def manages_postgres(self) -> bool:
-        return is_loopback(self.database[0])
-
-    @property
-    def manages_redis(self) -> bool:
-        return is_loopback(urlsplit(self.settings.redis_url).hostname)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http_port}"
 
 
 def postgres_bin() -> Path:
@@ -183,29 +98,6 @@ def redis_config(layout: StackLayout) -> str:
     )
 
 
-def _program(name: str, command: str, *, priority: int, extra: dict[str, str] | None = None) -> str:
-    lines = [
-        f"[program:{name}]",
-        f"command={command}",
-        f"priority={priority}",
-        "autostart=true",
-        "autorestart=true",
-        "startsecs=2",
-        "startretries=100",
-        "stopasgroup=true",
-        "killasgroup=true",
-        "stopwaitsecs=15",
-        "redirect_stderr=true",
-        "stdout_logfile=%(here)s/../log/" + name + ".log",
-        "stdout_logfile_maxbytes=20MB",
-        "stdout_logfile_backups=2",
-    ]
-    overridden = {key for key in (extra or {})}
-    lines = [line for line in lines if line.split("=", 1)[0] not in overridden]
-    lines += [f"{key}={value}" for key, value in (extra or {}).items()]
-    return "\n".join(lines) + "\n"
-
-
 def supervisord_config(layout: StackLayout, programs: list[str]) -> str:
     """supervisord restarts what crashes; each program is a service of the design."""
     return "\n".join(
@@ -243,7 +135,7 @@ def program_sections(layout: StackLayout) -> list[str]:
         pg = postgres_bin() / "postgres"
         extra = {"user": "postgres"} if running_as_root() else {}
         sections.append(
-            _program(
+            program_section(
                 "postgres",
                 f"{pg} -D {layout.pgdata} -p {port} -k {layout.pg_socket_dir}"
                 f" -c listen_addresses={host} -c max_connections=200"
@@ -253,9 +145,9 @@ def program_sections(layout: StackLayout) -> list[str]:
             )
         )
     if layout.manages_redis:
-        sections.append(_program("redis", f"redis-server {layout.redis_conf}", priority=10))
+        sections.append(program_section("redis", f"redis-server {layout.redis_conf}", priority=10))
     sections.append(
-        _program(
+        program_section(
             "webhooks",
             f"{launcher} webhooks",
             priority=20,
@@ -266,7 +158,7 @@ def program_sections(layout: StackLayout) -> list[str]:
         )
     )
     sections.append(
-        _program(
+        program_section(
             "crm-ui",
             f"{launcher} crm-ui",
             priority=20,
@@ -277,7 +169,7 @@ def program_sections(layout: StackLayout) -> list[str]:
         )
     )
     sections.append(
-        _program(
+        program_section(
             "transcriber",
             f"{launcher} transcriber",
             priority=30,
@@ -290,16 +182,14 @@ def program_sections(layout: StackLayout) -> list[str]:
             },
         )
     )
-    sections.append(_program("reconciler", f"{launcher} reconciler", priority=30))
+    sections.append(program_section("reconciler", f"{launcher} reconciler", priority=30))
     sections.append(
-        _program(
+        program_section(
             "nginx",
             f"nginx -c {layout.nginx_conf} -g 'daemon off;'",
             priority=40,
         )
     )
-    from moked.stack.monitoring import monitoring_programs  # it builds on this module
-
     sections += monitoring_programs(layout)
     return sections
 

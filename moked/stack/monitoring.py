@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import yaml
 
 from moked.settings import Settings, to_env
-from moked.stack.config import REPO_ROOT, StackLayout, _program
+from moked.stack.layout import REPO_ROOT, StackLayout, program_section
 
 MONITORING_DIR = REPO_ROOT / "monitoring"
 PROMETHEUS_CONFIG = MONITORING_DIR / "prometheus" / "prometheus.yml"
@@ -273,7 +273,7 @@ def monitoring_programs(layout: StackLayout) -> list[str]:
     prometheus_data = layout.state_dir / "prometheus"
     alertmanager_data = layout.state_dir / "alertmanager"
     return [
-        _program(
+        program_section(
             "nginx-exporter",
             "prometheus-nginx-exporter"
             f" -nginx.scrape-uri=http://127.0.0.1:{settings.http_port}/nginx_status"
@@ -281,7 +281,7 @@ def monitoring_programs(layout: StackLayout) -> list[str]:
             " -nginx.retries=30 -nginx.retry-interval=1s",
             priority=45,
         ),
-        _program(
+        program_section(
             "postgres-exporter",
             "prometheus-postgres-exporter"
             f" --web.listen-address=127.0.0.1:{settings.postgres_exporter_port}"
@@ -289,14 +289,14 @@ def monitoring_programs(layout: StackLayout) -> list[str]:
             priority=45,
             extra={"environment": _environment(postgres_exporter_env(layout))},
         ),
-        _program(
+        program_section(
             "redis-exporter",
             "prometheus-redis-exporter"
             + redis_exporter_args(layout)
             + f" -web.listen-address=127.0.0.1:{settings.redis_exporter_port}",
             priority=45,
         ),
-        _program(
+        program_section(
             "alertmanager",
             "prometheus-alertmanager"
             f" --config.file={alertmanager_dir(layout) / 'alertmanager.yml'}"
@@ -307,7 +307,7 @@ def monitoring_programs(layout: StackLayout) -> list[str]:
             " --cluster.listen-address=",
             priority=50,
         ),
-        _program(
+        program_section(
             "prometheus",
             "prometheus"
             f" --config.file={prometheus_dir(layout) / 'prometheus.yml'}"

@@ -7,7 +7,8 @@ and the metrics survive. Isolation from a crashing job comes from the pool
 (`transcriber.pool`), which restarts a dead worker process and re-queues its job at once.
 Job timeouts still apply (RQ's SIGALRM death penalty runs in the main thread).
 
-`python -m transcriber.worker` starts the service: the pool, which runs these workers.
+`python -m transcriber` starts the service: the pool (`transcriber.pool`), which runs
+these workers; this module knows nothing of the pool.
 """
 
 from __future__ import annotations
@@ -82,9 +83,3 @@ def run_scheduler() -> None:
     scheduler = RQScheduler([transcription_queue(redis)], connection=redis, interval=1)
     scheduler.acquire_locks()  # type: ignore[no-untyped-call]
     scheduler.work()  # type: ignore[no-untyped-call]
-
-
-if __name__ == "__main__":
-    from transcriber.pool import main
-
-    sys.exit(main())

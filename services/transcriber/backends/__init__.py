@@ -1,37 +1,19 @@
 """Speech-to-text backends, chosen by TRANSCRIBER_BACKEND (auto: openai with a key, else local).
 
 A backend is built once per worker process (`get_backend`) and reused for every job: the
-local model is loaded into memory once, never per job.
+local model is loaded into memory once, never per job. `Backend` and `Transcript` live in
+`base` (re-exported here), so the backend modules this one imports never import it back.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 from moked.settings import Settings, TranscriberBackend
+from transcriber.backends.base import Backend as Backend
+from transcriber.backends.base import Transcript as Transcript
 
 DEFAULT_LANGUAGE = "he"
-
-
-@dataclass(frozen=True, slots=True)
-class Transcript:
-    text: str
-    language: str
-    audio_seconds: float | None
-    """Length of the audio the backend heard (None when it does not say)."""
-
-
-class Backend(Protocol):
-    name: str
-    model: str
-
-    def transcribe(self, audio: Path, language: str) -> Transcript: ...
-
-    def warm_up(self) -> None:
-        """Prepare for the first job (called once, when the worker process starts)."""
 
 
 def whisper_language(business_language: str | None) -> str:

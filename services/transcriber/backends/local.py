@@ -14,7 +14,7 @@ from typing import Any
 
 from moked import metrics
 from moked.settings import Settings
-from transcriber.backends import Transcript
+from transcriber.backends.base import Transcript
 from transcriber.errors import BackendError, ModelError
 from transcriber.model_store import resolve_model_dir
 

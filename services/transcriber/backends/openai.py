@@ -14,7 +14,7 @@ import openai
 
 from moked import metrics
 from moked.settings import Settings
-from transcriber.backends import Transcript
+from transcriber.backends.base import Transcript
 from transcriber.errors import BackendError
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ def openai_worker(
     stack.supervisorctl("stop", "transcriber")
     log = open(stack.layout.log_dir / "transcriber-openai.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "transcriber.worker"], env=env, cwd=REPO_ROOT, stdout=log, stderr=log
+        [sys.executable, "-m", "transcriber"], env=env, cwd=REPO_ROOT, stdout=log, stderr=log
     )
     try:
         yield port

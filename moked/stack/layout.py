@@ -1,0 +1,130 @@
+"""Where one native stack lives, and how supervisord is told to run one of its programs.
+
+The lowest module of `moked.stack`: `config` (the services and their files) and
+`monitoring` (Prometheus, Alertmanager, the exporters) both build on it, and it imports
+neither of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from moked.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def is_loopback(host: str | None) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """Where everything of one native stack lives, and on which ports it listens."""
+
+    settings: Settings
+    state_dir: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    @property
+    def pg_socket_dir(self) -> Path:
+        return self.run_dir / "postgres"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.state_dir / "redis"
+
+    @property
+    def nginx_run_dir(self) -> Path:
+        return self.run_dir / "nginx"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.run_dir / "metrics"
+
+    @property
+    def env_file(self) -> Path:
+        return self.run_dir / "stack.env"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.run_dir / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.run_dir / "supervisor.sock"
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.run_dir / "nginx.conf"
+
+    @property
+    def redis_conf(self) -> Path:
+        return self.run_dir / "redis.conf"
+
+    @property
+    def database(self) -> tuple[str, int, str, str, str]:
+        """(host, port, user, password, database name) from DATABASE_URL."""
+        parts = urlsplit(self.settings.database_url)
+        return (
+            parts.hostname or "127.0.0.1",
+            parts.port or 5432,
+            parts.username or "moked",
+            parts.password or "",
+            parts.path.lstrip("/") or "moked",
+        )
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.settings.redis_url).port or 6379
+
+    @property
+    def manages_postgres(self) -> bool:
+        return is_loopback(self.database[0])
+
+    @property
+    def manages_redis(self) -> bool:
+        return is_loopback(urlsplit(self.settings.redis_url).hostname)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}"
+
+
+def program_section(
+    name: str, command: str, *, priority: int, extra: dict[str, str] | None = None
+) -> str:
+    """One supervisord `[program:NAME]` section; `extra` adds keys or overrides defaults."""
+    lines = [
+        f"[program:{name}]",
+        f"command={command}",
+        f"priority={priority}",
+        "autostart=true",
+        "autorestart=true",
+        "startsecs=2",
+        "startretries=100",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "stopwaitsecs=15",
+        "redirect_stderr=true",
+        "stdout_logfile=%(here)s/../log/" + name + ".log",
+        "stdout_logfile_maxbytes=20MB",
+        "stdout_logfile_backups=2",
+    ]
+    overridden = {key for key in (extra or {})}
+    lines = [line for line in lines if line.split("=", 1)[0] not in overridden]
+    lines += [f"{key}={value}" for key, value in (extra or {}).items()]
+    return "\n".join(lines) + "\n"
