@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -128,13 +128,6 @@ def add_membership(session: Session, user: User, business: Business) -> None:
         session.add(Membership(user_id=user.id, business_id=business.id))
 
 
-def set_password(session: Session, email: str, password: str) -> None:
-    user = find_user(session, email)
-    if user is None:
-        raise AccountError(f"no user {email!r}")
-    user.password_hash = hash_password(password)
-
-
 def business_ids_for(session: Session, user: User) -> list[int] | None:
     """The businesses a user may see: None means all of them (admin)."""
     if user.role == Role.ADMIN.value:
@@ -179,7 +172,3 @@ def user_for_token(session: Session, token: str) -> User | None:
     if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
         row.last_used_at = now
     return user
-
-
-def count_users(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(User)) or 0)

@@ -19,8 +19,6 @@ from prometheus_client import (
     multiprocess,
 )
 
-NAMESPACE = "moked"
-
 # Webhooks: Twilio allows 15 s; the user allows 5 s; we aim for tens of milliseconds.
 WEBHOOK_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
 

@@ -140,6 +140,8 @@ class Recording(Base):
     __tablename__ = "recordings"
     __table_args__ = (
         Index("ix_recordings_processing", "processing_status", "queued_at"),
+        # pg_trgm GIN index on the transcript (migration 0002): substring search that works
+        # for Hebrew, whose prefixes (ו, ה, ב, ל, מ, ש) stick to words and defeat stemming.
         Index(
             "ix_recordings_transcript_trgm",
             "transcript",
@@ -332,8 +334,3 @@ class LoginAttempt(Base):
     attempted_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
-
-
-TRANSCRIPT_TRGM_INDEX = "ix_recordings_transcript_trgm"
-"""pg_trgm GIN index on recordings.transcript (migration 0002): substring search that works
-for Hebrew, whose prefixes (ו, ה, ב, ל, מ, ש) stick to words and defeat word stemming."""
