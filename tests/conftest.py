@@ -7,11 +7,14 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from moked.businesses import BusinessSpec, upsert_business
 from moked.db.models import Business
 from moked.db.session import session_scope
+from tests.apps import TwilioClient
 from tests.harness import (
     StackUnderTest,
     make_state_dir,
@@ -54,3 +57,35 @@ def make_business(stack: StackUnderTest):  # type: ignore[no-untyped-def]
         return business
 
     return factory
+
+
+# --- the apps in-process (tests/apps.py): fast tests on the test client -------------------
+
+
+@pytest.fixture(scope="session")
+def webhooks_app(stack: StackUnderTest) -> Flask:
+    from webhooks.app import create_app
+
+    app = create_app(stack.settings)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def twilio(webhooks_app: Flask, stack: StackUnderTest) -> TwilioClient:
+    """Twilio, posting signed webhooks to the in-process webhooks app."""
+    return TwilioClient(webhooks_app, stack.settings)
+
+
+@pytest.fixture(scope="session")
+def crm_app(stack: StackUnderTest) -> Flask:
+    from crm_ui.app import create_app
+
+    app = create_app(stack.settings, WTF_CSRF_ENABLED=False)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def crm_client(crm_app: Flask) -> FlaskClient:
+    return crm_app.test_client()

@@ -5,6 +5,11 @@ from __future__ import annotations
 import itertools
 import secrets
 
+from sqlalchemy.orm import Session
+
+from moked import recordings
+from moked.recordings import StoredMedia
+from moked.statuses import ProcessingStatus, RecordingStatus
 from tests.harness import TEST_ACCOUNT_SID
 
 # Numbers the tests create: consecutive from a random start, so none repeats within a
@@ -43,3 +48,42 @@ def call_params(call_sid: str, to: str, **extra: str) -> dict[str, str]:
     }
     params.update(extra)
     return params
+
+
+def settle(
+    session: Session,
+    recording_sid: str,
+    status: ProcessingStatus,
+    *,
+    transcript: str = "",
+    media: StoredMedia | None = None,
+    model: str = "test-fixture",
+) -> None:
+    """Take a recording to `status` the way Twilio and a worker would, through the state
+    machine (moked.recordings), in the caller's transaction."""
+    recording = recordings.lock(session, recording_sid)
+    assert recording is not None, f"no recording {recording_sid}"
+    when = recordings.utcnow()
+    if status is ProcessingStatus.ABSENT:
+        recordings.media_reported(recording, RecordingStatus.ABSENT, when, "16102")
+        return
+    if status is ProcessingStatus.AWAITING_MEDIA:
+        return
+    recordings.media_reported(recording, RecordingStatus.COMPLETED, when)
+    if status is ProcessingStatus.AWAITING_TRANSCRIPTION:
+        return
+    recordings.claim(session, recording_sid)
+    if media is not None:
+        recordings.media_stored(session, recording_sid, media)
+    if status is ProcessingStatus.DOWNLOADING:
+        return
+    if status is ProcessingStatus.FAILED:
+        recordings.fail(session, recording_sid, "simulated failure", final=True)
+        return
+    recordings.start_transcribing(session, recording_sid)
+    if status is ProcessingStatus.TRANSCRIBING:
+        return
+    text = transcript if status is ProcessingStatus.READY else ""
+    assert status is recordings.finish(
+        session, recording_sid, recordings.Transcript(text, "he", "local", model)
+    ), f"{recording_sid} did not become {status}"

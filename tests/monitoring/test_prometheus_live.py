@@ -57,7 +57,9 @@ def alert_receiver(stack: StackUnderTest) -> Iterator[list[dict[str, Any]]]:
             pass
 
     server = ThreadingHTTPServer((url.hostname or "127.0.0.1", url.port or 80), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield received

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import secrets
 import subprocess
@@ -14,12 +13,14 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from moked import recordings
 from moked.accounts import Role, add_user
-from moked.db.models import Business, Recording
+from moked.db.models import Business, Call
 from moked.db.session import session_scope
-from moked.statuses import CallStatus, ProcessingStatus, RecordingStatus
+from moked.recordings import StoredMedia
+from moked.statuses import CallStatus, ProcessingStatus
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid, new_recording_sid
+from tests.helpers import call_params, new_call_sid, new_recording_sid, settle
 
 ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 PASSWORD = "correct-horse-battery"
@@ -98,24 +99,13 @@ def feed_call(
     target.parent.chmod(0o755)
     target.write_bytes(audio)
     target.chmod(0o644)
-    now = dt.datetime.now(dt.UTC)
+    media = StoredMedia(relative, "audio/mpeg", len(audio), 2.0)
     with session_scope() as session:
-        recording = session.scalar(
-            select(Recording).where(Recording.recording_sid == recording_sid)
-        )
-        assert recording is not None, "handle_recording did not create the recording"
-        recording.twilio_status = RecordingStatus.COMPLETED
-        recording.completed_at = now
-        recording.local_path = relative
-        recording.content_type = "audio/mpeg"
-        recording.size_bytes = len(audio)
-        recording.processing_status = processing
-        recording.transcript = transcript
-        recording.transcript_language = "he"
-        recording.model = "test-fixture"
-        recording.error = "simulated failure" if processing is ProcessingStatus.FAILED else None
-        recording.processing_finished_at = now
-        assert recording.call.status is CallStatus.COMPLETED
+        settle(session, recording_sid, processing, transcript=transcript or "", media=media)
+        if processing is ProcessingStatus.AWAITING_MEDIA:
+            recordings.media_stored(session, recording_sid, media)
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None and call.status is CallStatus.COMPLETED
     return FedCall(call_sid, recording_sid, transcript or "", tenant.business.id)
 
 

@@ -17,7 +17,7 @@ from moked.db.session import session_scope
 from moked.greetings import synthesize_mp3
 from moked.statuses import ProcessingStatus
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid
+from tests.helpers import call_params, new_call_sid, settle
 from tests.services.crm_ui.conftest import PASSWORD, Tenant, feed_call
 from tests.services.webhooks.test_call_path import parse_twiml
 
@@ -186,12 +186,12 @@ def test_new_calls_and_transcripts_appear_without_reload(
     assert page.get_attribute("#transcript", "data-pending") == "1"
     page.evaluate("window.__sameDocument = true")
     with session_scope() as session:
-        recording = session.scalar(
-            select(Recording).where(Recording.recording_sid == pending.recording_sid)
+        settle(
+            session,
+            pending.recording_sid,
+            ProcessingStatus.READY,
+            transcript="הודעה שהגיעה עכשיו, תתקשרו בבקשה",
         )
-        assert recording is not None
-        recording.transcript = "הודעה שהגיעה עכשיו, תתקשרו בבקשה"
-        recording.processing_status = ProcessingStatus.READY
     page.locator("blockquote.transcript").wait_for(timeout=20000)
     assert "הודעה שהגיעה עכשיו" in page.locator("blockquote.transcript").inner_text()
     assert page.evaluate("window.__sameDocument") is True

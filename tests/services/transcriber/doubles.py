@@ -184,7 +184,9 @@ class TwilioDouble:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -213,7 +215,9 @@ class OpenAICompatibleServer:
         """(status, message) to answer instead of transcribing."""
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
         self.base_url = f"http://127.0.0.1:{self._server.server_port}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
