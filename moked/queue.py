@@ -12,7 +12,7 @@ from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import StartedJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 TRANSCRIPTION_QUEUE = "transcription"
 """The queue /webhook/recording_status feeds and transcriber workers consume."""
@@ -30,6 +30,9 @@ LEASE_TTL_SECONDS = 15
 """A running job renews its lease every LEASE_TTL/3 s; a lease that expired means the
 worker died (SIGKILL, OOM, power) and the job is abandoned."""
 
+SCHEDULER_GRACE_SECONDS = 30
+"""How late past its due time a retry may still be in the scheduled registry before the
+reconciler moves it to the queue itself (the scheduler moves it within a second normally)."""
 _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 log = logging.getLogger(__name__)
@@ -131,6 +134,44 @@ def requeue_abandoned(redis: Redis, recording_sid: str, *, worker_dead: bool = F
         pipe.execute()
     log.warning("job of %s was abandoned by a dead worker; queued again", recording_sid)
     return enqueue_transcription(redis, recording_sid)
+
+
+def _scheduled(queue: Queue) -> ScheduledJobRegistry:
+    return ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]
+
+
+def stranded_job(redis: Redis, recording_sid: str, *, now: float | None = None) -> Job | None:
+    """The recording's job when RQ calls it pending but nothing will run it: queued but
+    not on the queue, deferred (Moked's jobs have no dependencies), or a retry overdue by
+    more than SCHEDULER_GRACE_SECONDS in the scheduled registry (its scheduler lost the
+    lock, e.g. across a Redis restart). A started job is `abandoned_job`'s business."""
+    job = pending_job(redis, recording_sid)
+    if job is None:
+        return None
+    status = job.get_status(refresh=False)
+    queue = transcription_queue(redis)
+    if status == JobStatus.QUEUED:
+        return None if queue.get_job_position(job.id) is not None else job
+    if status == JobStatus.DEFERRED:
+        return job
+    if status == JobStatus.SCHEDULED:
+        due = redis.zscore(_scheduled(queue).key, job.id)
+        current = dt.datetime.now(dt.UTC).timestamp() if now is None else now
+        if due is None or float(due) + SCHEDULER_GRACE_SECONDS < current:  # type: ignore[arg-type,unused-ignore]
+            return job
+    return None
+
+
+def requeue_stranded(redis: Redis, recording_sid: str) -> bool:
+    """Put a stranded job (see `stranded_job`) on the queue, keeping its retry budget."""
+    job = stranded_job(redis, recording_sid)
+    if job is None:
+        return False
+    queue = transcription_queue(redis)
+    _scheduled(queue).remove(job)
+    queue.enqueue_job(job)
+    log.warning("job of %s was stranded (%s); queued again", recording_sid, job.get_status())
+    return True
 
 
 def _as_bytes(value: bytes | str) -> bytes:

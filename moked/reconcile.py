@@ -33,9 +33,12 @@ from moked.db.models import Recording
 from moked.db.session import postgres_refuses, session_scope
 from moked.intake import InboundEvent, apply_event, utcnow
 from moked.queue import (
+    LEASE_TTL_SECONDS,
+    SCHEDULER_GRACE_SECONDS,
     enqueue_transcription,
     pending_job,
     requeue_abandoned,
+    requeue_stranded,
     transcription_queue,
 )
 from moked.settings import Settings
@@ -184,6 +187,15 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
     return replayed
 
 
+def recovery_bound_seconds(settings: Settings) -> float:
+    """How long after it was due a job a fault stranded can wait before it is on the queue
+    again (docs/transcription.md): a dead worker's job, a retry its scheduler forgot, or
+    one Redis lost. The scheduler and the pool usually act within seconds; this is the
+    reconciler's guarantee when they do not."""
+    waits = max(SCHEDULER_GRACE_SECONDS, settings.reconcile_stale_after_seconds)
+    return waits + settings.reconcile_interval_seconds + LEASE_TTL_SECONDS
+
+
 def requeue_stale(settings: Settings, redis: Redis) -> int:
     """Queue recordings that wait for a transcript but have no live job."""
     StartedJobRegistry(queue=transcription_queue(redis)).cleanup()
@@ -211,6 +223,10 @@ def _requeue_one(redis: Redis, recording_sid: str, status: ProcessingStatus) -> 
     if requeue_abandoned(redis, recording_sid):
         # RQ says started, but the worker's lease expired: it died (SIGKILL, OOM).
         metrics.RECONCILER_REQUEUED.labels("abandoned").inc()
+        return 1
+    if requeue_stranded(redis, recording_sid):
+        # RQ says pending, but nothing will run it (a retry its scheduler forgot).
+        metrics.RECONCILER_REQUEUED.labels("stranded").inc()
         return 1
     if pending_job(redis, recording_sid) is not None:
         return 0

@@ -67,7 +67,7 @@ class Pool:
     # --- children -----------------------------------------------------------------------
 
     def _start(self, child: Child) -> None:
-        from transcriber.worker import run_scheduler, run_worker
+        from transcriber.worker import run_scheduler, run_worker, scheduler_name
 
         if child.role == "worker":
             child.name = (
@@ -78,7 +78,9 @@ class Pool:
                 target=run_worker, args=(child.name,), name=f"worker-{child.index}"
             )
         else:
-            process = self.context.Process(target=run_scheduler, name="scheduler")
+            process = self.context.Process(
+                target=run_scheduler, args=(scheduler_name(os.getpid()),), name="scheduler"
+            )
         process.start()
         child.process = process
         child.started_at = time.monotonic()

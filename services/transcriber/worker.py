@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 
 from rq import SimpleWorker
+from rq.scheduler import RQScheduler
 
 from moked.queue import redis_client, transcription_queue
 
@@ -70,16 +72,37 @@ def run_worker(name: str) -> None:
     worker.work(with_scheduler=False, logging_level="INFO", max_idle_time=None)
 
 
-def run_scheduler() -> None:
+class TranscriptionScheduler(RQScheduler):
+    """RQ's scheduler, made to come back from a Redis restart at once.
+
+    RQ's own retries its queue's lock only every DEFAULT_SCHEDULER_FALLBACK_PERIOD (2 min)
+    once it has lost it, and a restarted scheduler with a new name waits until the dead
+    one's lock expires (1 min): meanwhile retries whose backoff elapsed sit in the
+    scheduled registry with nothing to move them (issue 13, item 12). This one keeps
+    asking on every pass, and the pool gives it the same name across restarts, so it
+    reclaims its own lock at once.
+    """
+
+    @property
+    def should_reacquire_locks(self) -> bool:
+        return bool(self._queue_names != self.acquired_locks)
+
+
+def scheduler_name(pool_pid: int) -> str:
+    """Stable for the life of one pool: a restarted scheduler owns its predecessor's lock."""
+    return f"transcriber.{socket.gethostname()}.{pool_pid}.scheduler"
+
+
+def run_scheduler(name: str) -> None:
     """The RQ scheduler process: moves retries whose backoff elapsed back onto the queue."""
     die_with_parent()
     configure_logging()
-    from rq.scheduler import RQScheduler
-
     from moked.settings import get_settings
 
     settings = get_settings()
     redis = redis_client(settings.redis_url)
-    scheduler = RQScheduler([transcription_queue(redis)], connection=redis, interval=1)
+    scheduler = TranscriptionScheduler(
+        [transcription_queue(redis)], connection=redis, interval=1, name=name
+    )
     scheduler.acquire_locks()  # type: ignore[no-untyped-call]
     scheduler.work()  # type: ignore[no-untyped-call]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from moked.queue import RETRY_INTERVALS_SECONDS
+from moked.reconcile import recovery_bound_seconds
 from moked.simulator.chaos import Fault, prepare, program_names, run_chaos, simulator_for
 from moked.simulator.media_server import MediaServer
 from tests.harness import StackUnderTest
@@ -31,7 +33,9 @@ def test_short_chaos_run_loses_nothing(stack: StackUnderTest):
             [Fault.KILL_WORKER, Fault.RESTART_REDIS],
             concurrency=4,
             rate=2.0,
-            drain_timeout=420.0,
+            # Every retry's backoff, plus the bound on recovering a job a fault stranded,
+            # plus the work itself: waiting on the documented bound, not on luck.
+            drain_timeout=sum(RETRY_INTERVALS_SECONDS) + recovery_bound_seconds(settings) + 60,
             require_transcripts=has_transcriber,
         )
 
