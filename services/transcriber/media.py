@@ -5,7 +5,10 @@
 - retries while Twilio answers 404 (the file may not exist yet), 429, 5xx or the network
   fails, with backoff, within one attempt; the job's own retries come after;
 - timeouts on connect and on every read, a size cap checked on the header and the body;
-- hosts (and every redirect) checked against MEDIA_ALLOWED_HOSTS;
+- hosts (and every redirect) checked against MEDIA_ALLOWED_HOSTS on the URL as requests
+  reads it (urllib3's parse_url; its adapter then picks the connection with urllib.parse,
+  so both must agree), and the request built from those parsed parts: a URL two parsers
+  read differently (`http://127.0.0.1:80\\@api.twilio.com/`), or with user-info, is refused;
 - the body decoded as audio before it is kept; files are written atomically, 0644 in
   0755 directories (nginx workers, running as nobody, stream them to the CRM).
 """
@@ -22,6 +25,8 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from urllib3.exceptions import LocationParseError
+from urllib3.util import Url, parse_url
 
 from transcriber.errors import MediaNotReady, MediaRejected, MediaUnavailable
 
@@ -80,18 +85,46 @@ def host_allowed(host: str, allowed: frozenset[str]) -> bool:
     return False
 
 
-def _check_url(url: str, policy: FetchPolicy) -> None:
-    parts = urlsplit(url)
+def _checked_url(url: str, policy: FetchPolicy) -> str:
+    """The URL to request, rebuilt from the parts requests will read; MediaRejected unless
+    its host is allowed and every parser agrees on it."""
+    shown = url[:200]
+    # A backslash is a path character to urllib3 but ends the authority to browsers and
+    # to urllib.parse's hostname: one URL, two hosts. Control characters and spaces too.
+    if "\\" in url or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise MediaRejected(
+            f"refusing a media URL with a backslash or a control character {shown!r}"
+        )
+    try:
+        parts = parse_url(url)
+        netloc = urlsplit(url).netloc
+    except (LocationParseError, ValueError) as exc:
+        raise MediaRejected(f"refusing a media URL that does not parse {shown!r}") from exc
     if parts.scheme not in ("http", "https"):
-        raise MediaRejected(f"refusing to fetch {parts.scheme or 'a scheme-less'} URL {url!r}")
-    host = parts.hostname or ""
+        raise MediaRejected(f"refusing to fetch {parts.scheme or 'a scheme-less'} URL {shown!r}")
+    if parts.auth is not None or "@" in netloc:
+        raise MediaRejected(f"refusing a media URL with user-info {shown!r}")
+    host = parts.host or ""
     if not host_allowed(host, policy.allowed_hosts):
         raise MediaRejected(
             f"media host {host!r} is not in MEDIA_ALLOWED_HOSTS"
             f" ({', '.join(sorted(policy.allowed_hosts))})"
         )
     if policy.require_https and parts.scheme != "https":
-        raise MediaRejected(f"refusing plain-HTTP media URL {url!r} in production")
+        raise MediaRejected(f"refusing plain-HTTP media URL {shown!r} in production")
+    # Built from the parsed parts (no fragment, no user-info): what is requested is what
+    # was checked. requests' adapter reads it again with urllib.parse; both must agree.
+    built = Url(
+        scheme=parts.scheme, host=host, port=parts.port, path=parts.path, query=parts.query
+    ).url
+    try:
+        again = urlsplit(built)
+        agree = (again.hostname or "") == host.strip("[]").lower() and again.port == parts.port
+    except ValueError:
+        agree = False
+    if not agree:
+        raise MediaRejected(f"refusing a media URL read two ways {shown!r}")
+    return built
 
 
 def _describe(response: requests.Response) -> str:
@@ -106,7 +139,7 @@ def _get(url: str, policy: FetchPolicy, session: requests.Session) -> requests.R
     """GET following redirects ourselves: each hop allow-listed, credentials on hop one only."""
     current = url
     for hop in range(MAX_REDIRECTS + 1):
-        _check_url(current, policy)
+        current = _checked_url(current, policy)
         response = session.get(
             current,
             auth=policy.auth if hop == 0 else None,
@@ -206,8 +239,7 @@ def relative_path(recording_sid: str, when: time.struct_time, extension: str) ->
 
 def store(recording_url: str, recording_sid: str, root: Path, policy: FetchPolicy) -> StoredMedia:
     """Download, verify and keep the recording; returns where and what it is."""
-    url = media_url(recording_url)
-    _check_url(url, policy)
+    url = _checked_url(media_url(recording_url), policy)
     root.mkdir(parents=True, exist_ok=True)
     partial = root / f".{recording_sid}.{secrets.token_hex(4)}.part"
     try:

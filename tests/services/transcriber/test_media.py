@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import stat
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +27,48 @@ def host() -> Iterator[TwilioDouble]:
     double = TwilioDouble(account_sid=ACCOUNT, auth_token=TOKEN).start()
     yield double
     double.stop()
+
+
+@dataclass
+class Listener:
+    """A loopback HTTP server an attacker points a RecordingUrl at: it notes every request
+    (Host, path, Authorization) and answers `redirect_to` with a 302 when set."""
+
+    redirect_to: str | None = None
+    heard: list[tuple[str, str, str | None]] = field(default_factory=list)
+    port: int = 0
+
+    def start(self) -> ThreadingHTTPServer:
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                heard = (self.headers.get("Host", ""), self.path, self.headers.get("Authorization"))
+                listener.heard.append(heard)
+                self.send_response(302 if listener.redirect_to else 404)
+                if listener.redirect_to:
+                    self.send_header("Location", listener.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = server.server_address[1]
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return server
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    heard = Listener()
+    server = heard.start()
+    yield heard
+    server.shutdown()
+    server.server_close()
 
 
 def policy(**changes: object) -> media.FetchPolicy:
@@ -115,6 +161,66 @@ def test_redirect_to_a_host_not_allowed_is_refused(host: TwilioDouble, tmp_path:
         media.store(url, sid, tmp_path, policy())
 
     assert [s.status for s in host.gets_of(sid)] == [302]
+
+
+def test_a_url_read_two_ways_is_refused_and_the_credentials_stay_home(
+    listener: Listener, tmp_path: Path
+):
+    """Issue 13 item 5: urllib.parse's hostname of this URL is api.twilio.com, while
+    requests (urllib3's parse_url) connects to 127.0.0.1 and would send it Twilio's
+    credentials."""
+    sid = new_recording_sid()
+    url = (
+        f"http://127.0.0.1:{listener.port}\\@api.twilio.com"
+        f"/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}"
+    )
+
+    with pytest.raises(MediaRejected, match="backslash"):
+        media.store(url, sid, tmp_path, policy(allowed_hosts=frozenset({"api.twilio.com"})))
+
+    assert listener.heard == [], "the listener was never contacted"
+
+
+@pytest.mark.parametrize(
+    "userinfo", ["api.twilio.com@", f"{ACCOUNT}:{TOKEN}@", "x%40y@", "@"], ids=repr
+)
+def test_a_url_with_user_info_is_refused(listener: Listener, tmp_path: Path, userinfo: str):
+    sid = new_recording_sid()
+    url = (
+        f"http://{userinfo}127.0.0.1:{listener.port}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}"
+    )
+
+    with pytest.raises(MediaRejected, match="user-info"):
+        media.store(url, sid, tmp_path, policy())
+
+    assert listener.heard == []
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://localhost:{port}/cdn/elsewhere.mp3",
+        "http://localhost:{port}\\@127.0.0.1:{port}/cdn/read-two-ways.mp3",
+        "http://127.0.0.1@localhost:{port}/cdn/user-info.mp3",
+        "//localhost:{port}/cdn/scheme-relative.mp3",
+    ],
+    ids=["other-host", "backslash", "user-info", "scheme-relative"],
+)
+def test_a_redirect_is_checked_like_the_first_url(
+    listener: Listener, tmp_path: Path, location: str
+):
+    """Only 127.0.0.1 is allowed: no redirect reaches another host, however it is spelled,
+    and no redirect is followed with the credentials."""
+    sid = new_recording_sid()
+    listener.redirect_to = location.format(port=listener.port)
+    url = f"http://127.0.0.1:{listener.port}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{sid}"
+
+    with pytest.raises(MediaRejected):
+        media.store(url, sid, tmp_path, policy())
+
+    hosts = [host for host, _, _ in listener.heard]
+    assert hosts == [f"127.0.0.1:{listener.port}"], "only the first, allowed URL was fetched"
+    assert listener.heard[0][2] is not None and listener.heard[0][2].startswith("Basic ")
 
 
 def test_plain_http_is_refused_in_production(host: TwilioDouble, tmp_path: Path):
