@@ -8,6 +8,7 @@ too (`python -m scripts.X` from the repository root, where `tests` is importable
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -151,6 +152,12 @@ class StackUnderTest:
         )
 
 
+def _all_running(layout: StackLayout) -> bool:
+    status = native.supervisorctl(layout, "status", check=False)
+    states = re.findall(r"^(\S+)\s+([A-Z]+)", status, re.M)
+    return bool(states) and all(state == "RUNNING" for _, state in states)
+
+
 def _connects(database_url: str) -> bool:
     from sqlalchemy import create_engine, exc, pool
 
@@ -179,6 +186,9 @@ def start_test_stack(state_dir: Path, **overrides: object) -> StackUnderTest:
     layout = StackLayout(settings=settings, state_dir=state_dir)
     native.start(layout)
     native.wait_healthy(layout, timeout=90)
+    # The apps can answer before supervisord calls them RUNNING (startsecs): a test that
+    # reads supervisord's states must not see the stack still STARTING.
+    native.wait_for("every program RUNNING", lambda: _all_running(layout), timeout=60)
     os.environ[ENV_FILE_VARIABLE] = str(layout.env_file)
     get_settings.cache_clear()
     from moked.db.session import reset_engine
