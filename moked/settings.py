@@ -40,6 +40,15 @@ def _is_placeholder(value: str) -> bool:
     return not value or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def _bind(host: str, port: int) -> str:
+    """gunicorn's host:port (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -49,10 +58,29 @@ class Settings(BaseSettings):
     public_host: str = "http://127.0.0.1:8080"
     http_port: int = 8080
     """nginx listens here in development (127.0.0.1); Docker maps 80/443 instead."""
+    # These four defaults are also the ports inside the containers: the files that cannot
+    # import this module (Dockerfiles, compose, Prometheus targets) write them literally, and
+    # tests/deploy/test_ports.py holds every such literal to the default here.
     webhooks_port: int = 8001
     crm_port: int = 8002
     transcriber_metrics_port: int = 8003
     reconciler_metrics_port: int = 8004
+
+    # gunicorn (services/*/gunicorn.conf.py), natively and in the containers.
+    webhooks_bind_host: str = "127.0.0.1"
+    """The webhooks listen on WEBHOOKS_BIND_HOST:WEBHOOKS_PORT (0.0.0.0 in a container)."""
+    webhooks_workers: int = Field(default=0, ge=0)
+    """gunicorn worker processes of the webhooks; 0 = 2 × cores."""
+    webhooks_threads: int = Field(default=4, ge=1)
+    webhooks_access_log: str = ""
+    """gunicorn's access log of the webhooks: a file, `-` for stdout, empty for none."""
+    crm_bind_host: str = "127.0.0.1"
+    """The CRM listens on CRM_BIND_HOST:CRM_PORT (0.0.0.0 in a container)."""
+    crm_workers: int = Field(default=0, ge=0)
+    """gunicorn worker processes of the CRM; 0 = as many as cores, at least 2."""
+    crm_threads: int = Field(default=4, ge=1)
+    crm_access_log: str = ""
+    """gunicorn's access log of the CRM: a file, `-` for stdout, empty for none."""
 
     database_url: str = "postgresql+psycopg2://moked@127.0.0.1:5432/moked"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -136,6 +164,22 @@ class Settings(BaseSettings):
         return self.public_host.rstrip("/")
 
     @property
+    def webhooks_bind(self) -> str:
+        return _bind(self.webhooks_bind_host, self.webhooks_port)
+
+    @property
+    def webhooks_worker_count(self) -> int:
+        return self.webhooks_workers or 2 * _cores()
+
+    @property
+    def crm_bind(self) -> str:
+        return _bind(self.crm_bind_host, self.crm_port)
+
+    @property
+    def crm_worker_count(self) -> int:
+        return self.crm_workers or max(2, _cores())
+
+    @property
     def last_known_answers_dir(self) -> Path:
         """Where webhooks keep each number's last answer, for callers during an outage."""
         return self.state_dir / "last-known-answers"
@@ -185,6 +229,14 @@ class Settings(BaseSettings):
         if not token:
             raise ConfigurationError("TWILIO_AUTH_TOKEN is not set")
         return token
+
+
+def default_port(name: str) -> int:
+    """The default of the `name` setting (`webhooks_port` → 8001): a container's port."""
+    value = Settings.model_fields[name].default
+    if not name.endswith("_port") or not isinstance(value, int):
+        raise KeyError(f"{name} is not a port setting")
+    return value
 
 
 ENV_FILE_VARIABLE = "MOKED_ENV_FILE"

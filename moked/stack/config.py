@@ -127,7 +127,6 @@ def supervisord_config(layout: StackLayout, programs: list[str]) -> str:
 
 def program_sections(layout: StackLayout) -> list[str]:
     """Every native service, in start order."""
-    settings = layout.settings
     launcher = str(SERVICE_LAUNCHER)
     sections: list[str] = []
     if layout.manages_postgres:
@@ -152,7 +151,8 @@ def program_sections(layout: StackLayout) -> list[str]:
             f"{launcher} webhooks",
             priority=20,
             extra={
-                "environment": f'WEBHOOKS_BIND="127.0.0.1:{settings.webhooks_port}",'
+                # Loopback only, whatever .env says: nginx is the apps' one way in.
+                "environment": 'WEBHOOKS_BIND_HOST="127.0.0.1",'
                 f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "webhooks"}"'
             },
         )
@@ -163,7 +163,7 @@ def program_sections(layout: StackLayout) -> list[str]:
             f"{launcher} crm-ui",
             priority=20,
             extra={
-                "environment": f'CRM_BIND="127.0.0.1:{settings.crm_port}",'
+                "environment": 'CRM_BIND_HOST="127.0.0.1",'
                 f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "crm-ui"}"'
             },
         )

@@ -1,22 +1,30 @@
 """gunicorn settings for the CRM, the same natively and in Docker.
 
-PROMETHEUS_MULTIPROC_DIR must be set and emptied by the launcher before gunicorn starts.
+Every value comes from the settings (CRM_BIND_HOST, CRM_PORT, CRM_WORKERS,
+CRM_THREADS, CRM_ACCESS_LOG; moked/settings.py). PROMETHEUS_MULTIPROC_DIR must be set
+and emptied by the launcher before gunicorn starts.
 """
 
-import multiprocessing
-import os
+import sys
 
-bind = os.environ.get("CRM_BIND", "127.0.0.1:8002")
-workers = int(os.environ.get("CRM_WORKERS", str(max(2, multiprocessing.cpu_count()))))
+from moked.settings import ConfigurationError, get_settings
+
+try:
+    settings = get_settings()
+except ConfigurationError as exc:  # one clear line, not gunicorn's traceback
+    sys.exit(f"moked-crm-ui: {exc}")
+
+bind = settings.crm_bind
+workers = settings.crm_worker_count
 worker_class = "gthread"
-threads = int(os.environ.get("CRM_THREADS", "4"))
+threads = settings.crm_threads
 # Uploads of greetings and slow pages stay well inside nginx's 8 s read timeout.
 timeout = 30
 graceful_timeout = 10
 keepalive = 30
 # Importing the app in the master shares the code pages; engines are created lazily per worker.
 preload_app = True
-accesslog = os.environ.get("CRM_ACCESS_LOG") or None
+accesslog = settings.crm_access_log or None
 errorlog = "-"
 proc_name = "moked-crm-ui"
 # gunicorn 27 opens a control socket at one per-user path; several gunicorns would fight

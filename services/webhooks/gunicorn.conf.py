@@ -1,15 +1,23 @@
 """gunicorn settings for the webhooks service, the same natively and in Docker.
 
-PROMETHEUS_MULTIPROC_DIR must be set and emptied by the launcher before gunicorn starts.
+Every value comes from the settings (WEBHOOKS_BIND_HOST, WEBHOOKS_PORT, WEBHOOKS_WORKERS,
+WEBHOOKS_THREADS, WEBHOOKS_ACCESS_LOG; moked/settings.py). PROMETHEUS_MULTIPROC_DIR must be set
+and emptied by the launcher before gunicorn starts.
 """
 
-import multiprocessing
-import os
+import sys
 
-bind = os.environ.get("WEBHOOKS_BIND", "127.0.0.1:8001")
-workers = int(os.environ.get("WEBHOOKS_WORKERS", str(multiprocessing.cpu_count() * 2)))
+from moked.settings import ConfigurationError, get_settings
+
+try:
+    settings = get_settings()
+except ConfigurationError as exc:  # one clear line, not gunicorn's traceback
+    sys.exit(f"moked-webhooks: {exc}")
+
+bind = settings.webhooks_bind
+workers = settings.webhooks_worker_count
 worker_class = "gthread"
-threads = int(os.environ.get("WEBHOOKS_THREADS", "4"))
+threads = settings.webhooks_threads
 # Twilio gives up after 15 s; nginx after 10 s; a stuck worker is recycled well before.
 timeout = 12
 graceful_timeout = 10
@@ -17,7 +25,7 @@ keepalive = 30
 backlog = 2048
 # Importing the app in the master shares the code pages; engines are created lazily per worker.
 preload_app = True
-accesslog = os.environ.get("WEBHOOKS_ACCESS_LOG") or None
+accesslog = settings.webhooks_access_log or None
 errorlog = "-"
 proc_name = "moked-webhooks"
 # gunicorn 27 opens a control socket at one per-user path; several gunicorns (webhooks,

@@ -202,35 +202,24 @@ def test_monitoring_files_exist_and_targets_are_services(
                 assert host == "localhost" or host in services, (path.name, target)
 
 
-def test_app_ports_match_prometheus_targets(services: dict[str, dict[str, Any]]) -> None:
-    targets_dir = ROOT / "monitoring" / "prometheus" / "targets"
-    env = services["webhooks"]["environment"]
-    assert env["WEBHOOKS_BIND"].endswith(":8001")
-    assert services["crm-ui"]["environment"]["CRM_BIND"].endswith(":8002")
-    for job, port in (
-        ("webhooks", 8001),
-        ("crm-ui", 8002),
-        ("transcriber", 8003),
-        ("reconciler", 8004),
-    ):
-        (group,) = yaml.safe_load((targets_dir / f"{job}.yml").read_text())
-        assert group["targets"] == [f"{job}:{port}"]
+def test_the_apps_listen_on_every_interface_in_their_containers(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Containers listen on every interface, on the settings' default ports (which
+    tests/deploy/test_ports.py holds compose, the Dockerfiles and the targets to)."""
+    every_interface = "0.0.0.0"  # noqa: S104 - inside the container, behind its networks
+    assert services["webhooks"]["environment"]["WEBHOOKS_BIND_HOST"] == every_interface
+    assert services["crm-ui"]["environment"]["CRM_BIND_HOST"] == every_interface
+    assert services["webhooks"]["environment"]["METRICS_BIND_HOST"] == every_interface
 
 
 def test_the_apps_environment_is_settings(services: dict[str, dict[str, Any]]) -> None:
-    """Every variable compose gives the apps is a setting (or a gunicorn/launcher knob)."""
+    """Every variable compose gives the apps is a setting (gunicorn's included), or the
+    launcher's PROMETHEUS_MULTIPROC_DIR."""
     from moked.settings import Settings
 
     fields = {name.upper() for name in Settings.model_fields}
-    launcher = {
-        "WEBHOOKS_BIND",
-        "WEBHOOKS_WORKERS",
-        "WEBHOOKS_THREADS",
-        "CRM_BIND",
-        "CRM_WORKERS",
-        "CRM_THREADS",
-        "PROMETHEUS_MULTIPROC_DIR",
-    }
+    launcher = {"PROMETHEUS_MULTIPROC_DIR"}
     for name in APPS | ONE_SHOT:
         unknown = set(services[name]["environment"]) - fields - launcher
         assert not unknown, (name, sorted(unknown))
