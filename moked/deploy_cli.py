@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from moked.settings import Settings
+from moked.settings import Settings, default_port
 
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
@@ -105,6 +105,11 @@ def add_parsers(commands: Any) -> None:
     )
     render.add_argument("--output-dir", help="where to write them (default: --conf-dir)")
     render.add_argument("--template-dir", help="default: the repository's nginx/")
-    render.add_argument("--webhooks-upstream", help="host:port (default webhooks:8001)")
-    render.add_argument("--crm-upstream", help="host:port (default crm-ui:8002)")
+    render.add_argument(
+        "--webhooks-upstream",
+        help=f"host:port (default webhooks:{default_port('webhooks_port')})",
+    )
+    render.add_argument(
+        "--crm-upstream", help=f"host:port (default crm-ui:{default_port('crm_port')})"
+    )
     render.set_defaults(handler=cmd_render_nginx)

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from moked.settings import Settings
+from moked.settings import Settings, default_port
 from moked.stack.config import REPO_ROOT, fallback_twiml, render_nginx
 
 TEMPLATE_DIR = REPO_ROOT / "nginx"
@@ -39,8 +39,9 @@ class DockerNginx:
     https_port: int = 8443
     http_port: int = 8080
     status_port: int = 8081
-    webhooks_upstream: str = "webhooks:8001"
-    crm_upstream: str = "crm-ui:8002"
+    webhooks_upstream: str = f"webhooks:{default_port('webhooks_port')}"
+    """The compose service and the port its container listens on (the setting's default)."""
+    crm_upstream: str = f"crm-ui:{default_port('crm_port')}"
     status_allow: tuple[str, ...] = ("127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
     """Who may read stub_status on the internal port: loopback and private networks."""
 

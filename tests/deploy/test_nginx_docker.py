@@ -19,7 +19,7 @@ import requests
 
 from moked.doctor import Doctor, Status
 from moked.greetings import synthesize_mp3
-from moked.settings import Settings
+from moked.settings import Settings, default_port
 from moked.stack.docker import DockerNginx, render_docker_nginx, write_docker_nginx
 from tests.harness import StackUnderTest, free_port, make_state_dir
 
@@ -129,7 +129,8 @@ def test_renders_every_file_with_nothing_left_over(stack: StackUnderTest, tmp_pa
 def test_container_defaults(stack: StackUnderTest) -> None:
     files = render_docker_nginx(stack.settings, DockerNginx())
     conf = files["nginx.conf"]
-    assert "server webhooks:8001" in conf and "server crm-ui:8002" in conf
+    webhooks, crm = default_port("webhooks_port"), default_port("crm_port")
+    assert f"server webhooks:{webhooks}" in conf and f"server crm-ui:{crm}" in conf
     assert "listen 8443 ssl;" in conf and "include /etc/nginx/rendered/tls.conf;" in conf
     assert "user nobody" not in conf  # the image runs nginx as its own non-root user
     assert "listen 8080 default_server;" in files["servers.conf"]
