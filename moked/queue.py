@@ -10,9 +10,10 @@ import logging
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
 
 TRANSCRIPTION_QUEUE = "transcription"
 """The queue /webhook/recording_status feeds and transcriber workers consume."""
@@ -33,6 +34,11 @@ worker died (SIGKILL, OOM, power) and the job is abandoned."""
 SCHEDULER_GRACE_SECONDS = 30
 """How late past its due time a retry may still be in the scheduled registry before the
 reconciler moves it to the queue itself (the scheduler moves it within a second normally)."""
+SERIALIZER = JSONSerializer
+"""Jobs are JSON in Redis, never pickles: a process that reads the queue (the workers, the
+reconciler) must not run code someone with access to Redis put there. A job's only
+argument is a RecordingSid and its result a small dict, so JSON carries both."""
+
 _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 log = logging.getLogger(__name__)
@@ -57,14 +63,29 @@ def redis_client(url: str) -> Redis:
 
 
 def transcription_queue(redis: Redis) -> Queue:
-    return Queue(TRANSCRIPTION_QUEUE, connection=redis, default_timeout=TRANSCRIBE_TIMEOUT_SECONDS)
+    return Queue(
+        TRANSCRIPTION_QUEUE,
+        connection=redis,
+        default_timeout=TRANSCRIBE_TIMEOUT_SECONDS,
+        serializer=SERIALIZER,
+    )
+
+
+def fetch_job(redis: Redis, job_id: str) -> Job:
+    """A job as the workers wrote it (JSON); raises NoSuchJobError."""
+    return Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
 
 
 def pending_job(redis: Redis, recording_sid: str) -> Job | None:
-    """The recording's job when it is still waiting or running, else None."""
+    """The recording's job when it is still waiting or running, else None.
+
+    A job Moked cannot read (written with another serializer, e.g. a pickle from before
+    the switch to JSON) counts as gone: queueing again replaces it under the same id.
+    """
     try:
-        job = Job.fetch(transcription_job_id(recording_sid), connection=redis)
-    except NoSuchJobError:
+        job = fetch_job(redis, transcription_job_id(recording_sid))
+        _ = job.args  # RQ reads the payload lazily; JSON refuses a pickle here, unrun
+    except (NoSuchJobError, DeserializationError):
         return None
     return job if job.get_status(refresh=False) in _PENDING else None
 

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from rq.job import Job
 from sqlalchemy import select
 
 from moked.db.models import Business, Recording
 from moked.db.session import session_scope
-from moked.queue import redis_client
+from moked.queue import fetch_job, redis_client
 from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 from tests.services.transcriber.audio import LONG_TEXT, VOICEMAIL_TEXT, telephone_mp3
@@ -104,7 +103,7 @@ def _wait(recording_sid: str, timeout: float = 600) -> Recording:
 
 
 def _result(stack: StackUnderTest, recording_sid: str) -> dict[str, Any]:
-    job = Job.fetch(recording_sid, connection=redis_client(stack.settings.redis_url))
+    job = fetch_job(redis_client(stack.settings.redis_url), recording_sid)
     for _ in range(100):
         value = job.return_value(refresh=True)
         if isinstance(value, dict):

@@ -22,7 +22,7 @@ import sys
 from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 
-from moked.queue import redis_client, transcription_queue
+from moked.queue import SERIALIZER, redis_client, transcription_queue
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,11 @@ def run_worker(name: str) -> None:
     log.info("worker %s ready with %s/%s (pid %d)", name, backend.name, backend.model, os.getpid())
     redis = redis_client(settings.redis_url)
     worker = TranscriberWorker(
-        [transcription_queue(redis)], connection=redis, name=name, log_job_description=True
+        [transcription_queue(redis)],
+        connection=redis,
+        name=name,
+        log_job_description=True,
+        serializer=SERIALIZER,
     )
     worker.work(with_scheduler=False, logging_level="INFO", max_idle_time=None)
 
@@ -102,7 +106,11 @@ def run_scheduler(name: str) -> None:
     settings = get_settings()
     redis = redis_client(settings.redis_url)
     scheduler = TranscriptionScheduler(
-        [transcription_queue(redis)], connection=redis, interval=1, name=name
+        [transcription_queue(redis)],
+        connection=redis,
+        interval=1,
+        name=name,
+        serializer=SERIALIZER,
     )
     scheduler.acquire_locks()  # type: ignore[no-untyped-call]
     scheduler.work()  # type: ignore[no-untyped-call]

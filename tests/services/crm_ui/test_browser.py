@@ -292,9 +292,8 @@ def test_english_is_available_and_mobile_layout(
 def test_failed_recording_can_be_transcribed_again(
     stack: StackUnderTest, tenants: tuple[Tenant, Tenant], audio_bytes: bytes, page: Any
 ) -> None:
-    from rq.job import Job
 
-    from moked.queue import redis_client, transcription_job_id
+    from moked.queue import fetch_job, redis_client, transcription_job_id
 
     failed = feed_call(stack, tenants[0], None, audio_bytes, processing=ProcessingStatus.FAILED)
     login(page, stack.base, tenants[0].staff_email)
@@ -304,11 +303,10 @@ def test_failed_recording_can_be_transcribed_again(
     page.click("#retranscribe")
     page.wait_for_url("**#transcript")
     assert "נשלחה לתמלול מחדש" in page.locator(".flashes").inner_text()
-    job = Job.fetch(
-        transcription_job_id(failed.recording_sid),
-        connection=redis_client(stack.settings.redis_url),
+    job = fetch_job(
+        redis_client(stack.settings.redis_url), transcription_job_id(failed.recording_sid)
     )
-    assert job.args == (failed.recording_sid,)
+    assert list(job.args) == [failed.recording_sid]
     with session_scope() as session:
         recording = session.scalar(
             select(Recording).where(Recording.recording_sid == failed.recording_sid)

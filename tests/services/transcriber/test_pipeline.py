@@ -11,7 +11,7 @@ import sys
 import requests
 from rq.job import Job
 
-from moked.queue import enqueue_transcription, redis_client
+from moked.queue import enqueue_transcription, fetch_job, redis_client
 from moked.settings import ENV_FILE_VARIABLE
 from tests.harness import StackUnderTest
 from tests.services.transcriber.audio import (
@@ -99,7 +99,7 @@ def test_a_job_for_a_ready_recording_changes_nothing(
     )
     assert again.status_code < 300
     assert enqueue_transcription(redis, message.recording_sid)
-    job = Job.fetch(message.recording_sid, connection=redis)
+    job = fetch_job(redis, message.recording_sid)
     result = _wait_result(job)
 
     assert result["outcome"] == "skipped"
@@ -118,7 +118,7 @@ def test_the_model_is_loaded_once_per_worker_process(
     for _ in range(3):
         message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
         wait_for(message.recording_sid)
-        results.append(_wait_result(Job.fetch(message.recording_sid, connection=redis)))
+        results.append(_wait_result(fetch_job(redis, message.recording_sid)))
 
     assert {r["outcome"] for r in results} == {"ready"}
     assert len({r["pid"] for r in results}) == 1, "one worker process served every job"

@@ -7,12 +7,16 @@ On a Redis database of their own, so the stack's workers and scheduler leave the
 from __future__ import annotations
 
 import datetime as dt
+import json
+import zlib
 from collections.abc import Iterator
 
 import pytest
 from redis import Redis
+from rq import Queue
 from rq.job import JobStatus
 from rq.scheduler import RQScheduler
+from rq.serializers import DefaultSerializer
 
 from moked.queue import (
     SCHEDULER_GRACE_SECONDS,
@@ -104,3 +108,23 @@ def test_a_queued_job_missing_from_the_queue_is_put_back(redis: Redis) -> None:
     assert stranded_job(redis, sid) is not None
     assert requeue_stranded(redis, sid)
     assert queue.get_job_position(sid) == 0
+
+
+def test_jobs_are_json_in_redis_never_pickles(redis: Redis) -> None:
+    sid = new_recording_sid()
+    assert enqueue_transcription(redis, sid)
+    raw = redis.hget(f"rq:job:{sid}", "data")
+    assert raw is not None
+    decoded = json.loads(zlib.decompress(raw) if raw[:1] == b"x" else raw)
+    assert sid in json.dumps(decoded)
+    assert not raw.startswith(b"\x80"), "a pickle"
+
+
+def test_a_pickled_job_is_never_loaded_and_is_replaced(redis: Redis) -> None:
+    sid = new_recording_sid()
+    queue = Queue("transcription", connection=redis, serializer=DefaultSerializer)
+    queue.enqueue("transcriber.jobs.transcribe_recording", sid, job_id=sid)
+    assert pending_job(redis, sid) is None, "read as gone, not unpickled"
+    assert enqueue_transcription(redis, sid)
+    job = pending_job(redis, sid)
+    assert job is not None and list(job.args) == [sid]
