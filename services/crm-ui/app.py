@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     # nginx is the one proxy in front: trust its X-Forwarded-For/Proto once.
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # no 308 to a URL built from the Host header
 
     db.init_app(app)
     csrf.init_app(app)

@@ -319,6 +319,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=256 * 1024,
     )
     app.url_map.strict_slashes = False  # never a redirect for a trailing slash
+    app.url_map.merge_slashes = False  # nor for a doubled slash: a 308 to the Host header
     app.register_blueprint(bp)
     app.before_request(_before)
     app.after_request(_after)
