@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import functools
+import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -49,6 +51,26 @@ class InboundEvent:
     received_at: dt.datetime
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     source: EventSource = EventSource.LIVE
+
+    @classmethod
+    def signed(
+        cls,
+        endpoint: Endpoint,
+        params: RawParams,
+        signature: str,
+        received_at: dt.datetime,
+        source: EventSource = EventSource.LIVE,
+    ) -> InboundEvent:
+        """A request Twilio signed, its id a digest of the endpoint, the signature and the
+        parameters: the same request sent again (Twilio's retry, a replay by anyone who
+        saw it, nginx's copy of one the app also took) gets the same id, so the log's
+        ON CONFLICT (event_id) keeps one row. Any difference (another status, another
+        sequence number or Timestamp) is another request and is logged."""
+        canonical = json.dumps(
+            [endpoint.value, signature, params], sort_keys=True, separators=(",", ":")
+        )
+        event_id = hashlib.sha256(canonical.encode()).hexdigest()
+        return cls(endpoint, params, received_at, event_id=event_id, source=source)
 
     @property
     def flat(self) -> Params:

@@ -125,11 +125,13 @@ def parse_fallback_line(line: str, settings: Settings) -> InboundEvent | None:
         received = dt.datetime.fromisoformat(str(entry.get("time")))
     except ValueError:
         received = utcnow()
-    return InboundEvent(
-        endpoint=endpoint,
-        params=params,
+    # The live app's id for the same request: if the app took it too (nginx answered while
+    # it was slow), the replay is applied again (idempotently) but not logged twice.
+    return InboundEvent.signed(
+        endpoint,
+        params,
+        str(entry.get("signature") or ""),
         received_at=received,
-        event_id=f"nginx-{entry.get('id', '')}"[:64],
         source=EventSource.NGINX_FALLBACK,
     )
 

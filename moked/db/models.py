@@ -197,7 +197,8 @@ class WebhookEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
-    """Assigned on receipt; a replay of the same receipt (spool, nginx log) is not logged twice."""
+    """A digest of the signed request (`InboundEvent.signed`): Twilio's retries, replays,
+    the spool's and nginx's copies of one request share it, so it is logged once."""
     endpoint: Mapped[str] = mapped_column(String(64))
     call_sid: Mapped[str | None] = mapped_column(String(64), index=True)
     params: Mapped[dict[str, Any]] = mapped_column()

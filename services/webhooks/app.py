@@ -228,8 +228,12 @@ def webhook(name: str) -> Response:
     if not _signature_ok():
         metrics.WEBHOOK_SIGNATURE_FAILURES.labels(endpoint.value).inc()
         return _plain("Forbidden: invalid X-Twilio-Signature", 403)
-    event = InboundEvent(
-        endpoint=endpoint, params=_raw_params(), received_at=dt.datetime.now(dt.UTC)
+    # Keyed on what Twilio signed: an exact replay is applied (idempotently) but logged once.
+    event = InboundEvent.signed(
+        endpoint,
+        _raw_params(),
+        request.headers.get(signature.SIGNATURE_HEADER, ""),
+        received_at=dt.datetime.now(dt.UTC),
     )
     return HANDLERS[endpoint](event)
 

@@ -140,7 +140,8 @@ def test_every_webhook_is_logged(stack: StackUnderTest, make_business):
     params = call_params(call_sid, business.numbers[0].e164)
 
     stack.post("/webhook/incoming_call", params)
-    stack.post("/webhook/incoming_call", params)  # Twilio retried
+    stack.post("/webhook/incoming_call", params)  # Twilio retried: the same request, one row
+    stack.post("/webhook/call_status", {**params, "CallStatus": "in-progress"})
 
     with session_scope() as session:
         logged = session.scalar(
