@@ -129,16 +129,27 @@ def _int(value: str | None) -> int | None:
     return number if 0 <= number < 2**31 else None
 
 
+MAX_CLOCK_SKEW = dt.timedelta(days=1)
+"""How far Twilio's `Timestamp` may be from when we received the event. Twilio's clock is
+seconds away; anything further (year 9999, year 1) is a hostile or broken value that
+would be stored and then break every page that shows or converts it."""
+
+
 def event_time(params: Params, fallback: dt.datetime) -> dt.datetime:
-    """Twilio's `Timestamp` (RFC 2822) when present and sane, else the receipt time."""
+    """Twilio's `Timestamp` (RFC 2822) when present and sane — within MAX_CLOCK_SKEW of
+    `fallback`, the receipt time — else `fallback`. The event log keeps what was sent."""
     raw = params.get("Timestamp")
     if raw:
         try:
             parsed = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            return parsed
+            try:
+                if abs(parsed - fallback) <= MAX_CLOCK_SKEW:
+                    return parsed
+            except (OverflowError, TypeError):  # e.g. a naive fallback, or out of range
+                pass
     return fallback
 
 

@@ -103,6 +103,8 @@ def business_or_404(business_id: int, user: CurrentUser) -> Business:
 
 
 def call_or_404(call_sid: str, user: CurrentUser) -> Call:
+    if "\x00" in call_sid:  # Postgres refuses NUL in text: no such call, not a 500
+        abort(404)
     query = scope_calls(
         select(Call)
         .options(

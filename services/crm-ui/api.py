@@ -1,7 +1,8 @@
 """The integrations API: bearer tokens (`moked token create`), scoped exactly like the UI.
 
 GET /api/v1/calls           filters as in the inbox (business, from, to, status,
-                            processing, tag, handled, q), page and per_page
+                            processing, tag, handled, q), page and per_page; a value
+                            no filter can take is a 400 {"error", "message"}
 GET /api/v1/calls/<CallSid> one call; 404 outside the token's businesses
 """
 
@@ -13,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from crm_ui.access import CurrentUser, call_or_404
 from crm_ui.db import db
+from crm_ui.present import failure_reason
 from crm_ui.queries import CallFilters, list_calls
 from moked.accounts import user_for_token
 from moked.calls import describe_call
@@ -36,10 +38,14 @@ def bearer_user() -> CurrentUser | None:
     return current
 
 
-def call_json(call: Call) -> dict[str, Any]:
-    """`moked.calls.describe_call`, plus where an integration can fetch the audio."""
+def call_json(call: Call, user: CurrentUser) -> dict[str, Any]:
+    """`moked.calls.describe_call`, plus where an integration can fetch the audio. A
+    failure's stored detail (internal hosts, Twilio's account path) is for admins; other
+    tokens get the plain reason staff see."""
     settings: Settings = current_app.config["MOKED_SETTINGS"]
     data = describe_call(call, settings.recordings_dir)
+    if data["transcription_error"] and not user.is_admin:
+        data["transcription_error"] = failure_reason(data["transcription_error"])
     recording = main_recording(call.recordings)
     audio_url = None
     if recording is not None and recording.local_path:
@@ -66,9 +72,13 @@ def _authenticate() -> Response | None:
 def calls() -> Response:
     user: CurrentUser = g.api_user
     filters = CallFilters.from_args(request.args, per_page=50)
+    if filters.errors:
+        response = jsonify(error="bad_request", message=" ".join(filters.errors))
+        response.status_code = 400
+        return response
     page = list_calls(filters, user)
     return jsonify(
-        data=[call_json(call) for call in page.calls],
+        data=[call_json(call, user) for call in page.calls],
         page=page.page,
         per_page=page.per_page,
         total=page.total,
@@ -79,4 +89,4 @@ def calls() -> Response:
 @bp.get("/calls/<call_sid>")
 def call(call_sid: str) -> Response:
     user: CurrentUser = g.api_user
-    return jsonify(call_json(call_or_404(call_sid, user)))
+    return jsonify(call_json(call_or_404(call_sid, user), user))

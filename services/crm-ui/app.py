@@ -158,6 +158,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     )
     app.jinja_env.globals.update(
         local_time=present.local_time,
+        failure_reason=present.failure_reason,
         call_time=present.call_time,
         main_recording=present.main_recording,
         recording_pending=recordings.is_pending,

@@ -35,16 +35,24 @@ def _context() -> dict[str, object]:
     }
 
 
+def _status(context: dict[str, object]) -> int:
+    """400 when a filter was refused: the page still renders, saying why, with no calls."""
+    filters = context["filters"]
+    return 400 if isinstance(filters, CallFilters) and filters.errors else 200
+
+
 @bp.get("/")
 @login_required
-def index() -> str:
-    return render_template("inbox.html", **_context())
+def index() -> tuple[str, int]:
+    context = _context()
+    return render_template("inbox.html", **context), _status(context)
 
 
 @bp.get("/inbox/rows")
 @login_required
-def rows() -> str:
-    return render_template("_inbox_rows.html", **_context())
+def rows() -> tuple[str, int]:
+    context = _context()
+    return render_template("_inbox_rows.html", **context), _status(context)
 
 
 EXPORT_LIMIT = 10_000
@@ -78,9 +86,11 @@ def _cell(value: object) -> str:
 
 @bp.get("/inbox/export.csv")
 @login_required
-def export() -> Response:
+def export() -> Response | tuple[str, int]:
     """The filtered list (every page, up to EXPORT_LIMIT) as CSV for Excel (UTF-8 BOM)."""
     filters = CallFilters.from_args(request.args, per_page=EXPORT_LIMIT)
+    if filters.errors:
+        return render_template("error.html", code=400, error=None, reasons=filters.errors), 400
     filters.page = 1
     page = list_calls(filters, me())
     out = io.StringIO()

@@ -61,11 +61,54 @@ def zone(name: str | None) -> ZoneInfo:
 
 
 def local_time(value: dt.datetime | None, timezone: str | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    """`value` in the business's zone. Never raises: a time at the edge of the calendar
+    (9999-12-31 23:00 UTC is past datetime.max in Jerusalem) is shown as stored, in UTC,
+    so one bad row cannot take down the inbox, the CSV or the API."""
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(zone(timezone)).strftime(fmt)
+    try:
+        return value.astimezone(zone(timezone)).strftime(fmt)
+    except (OverflowError, ValueError):
+        pass
+    try:
+        return value.astimezone(dt.UTC).strftime(fmt)
+    except (OverflowError, ValueError):
+        return value.isoformat()
+
+
+FAILURE_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    # The beginnings of the messages moked.recordings and the transcriber (media.py,
+    # jobs.py) store in Recording.error, and what staff are told instead: the stored text
+    # names internal hosts and Twilio's account path, so only admins see it.
+    (("twilio could not record",), "Twilio could not record the message."),
+    (("the file is not audio",), "The file is not audio."),
+    (
+        ("the recording is over", "the recording is larger than"),
+        "The recording is too large to transcribe.",
+    ),
+    (
+        (
+            "fetching the recording",
+            "refusing",
+            "media host",
+            "more than",
+            "twilio gave no recordingurl",
+        ),
+        "The recording could not be downloaded.",
+    ),
+)
+SERVICE_FAILED = "The transcription service failed."
+
+
+def failure_reason(error: str | None) -> str:
+    """A plain reason (a message id for `_`) for a recording's stored error."""
+    text = (error or "").strip().lower()
+    for beginnings, reason in FAILURE_REASONS:
+        if text.startswith(beginnings):
+            return reason
+    return SERVICE_FAILED
 
 
 def duration(seconds: int | float | None) -> str:

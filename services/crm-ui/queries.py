@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select
+from werkzeug.datastructures import MultiDict
 
 from crm_ui.access import CurrentUser, scope_calls
 from crm_ui.db import db
@@ -43,17 +44,52 @@ def search_terms(q: str) -> list[str]:
     return [t.strip("\"'.,;:!?()") or t for t in terms][:MAX_TERMS]
 
 
-def _date(value: str | None) -> dt.date | None:
+MAX_PAGE = 100_000
+MIN_DATE = dt.date(2000, 1, 1)
+MAX_DATE = dt.date(2199, 12, 31)
+"""Dates a filter may name: a day past these is a typo or an attack, and one past
+date.max (9999-12-31 + the day the "to" filter adds) would overflow."""
+MAX_ID = 2**31 - 1  # Postgres integer: a larger business id is refused by the database
+
+# Why a query was refused: English message ids (the CRM translates them, the API sends them).
+NUL_IN_QUERY = "The search or a filter contains a character that is not allowed."
+BAD_FROM_DATE = "The from date is not a valid date between 2000 and 2199."
+BAD_TO_DATE = "The to date is not a valid date between 2000 and 2199."
+REVERSED_DATES = "The from date is after the to date."
+BAD_PAGE = "The page number must be a whole number from 1 to 100000."
+BAD_PER_PAGE = "The number of calls per page must be a whole number from 1 to 100."
+BAD_BUSINESS = "The business filter is not a valid business."
+
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
+"""ASCII digits only: str.isdigit() accepts "²", which int() then refuses."""
+
+
+def _date(value: str, error: str, errors: list[str]) -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
+        day = None
+    if day is None or not MIN_DATE <= day <= MAX_DATE:
+        errors.append(error)
         return None
+    return day
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+def _number(value: str, low: int, high: int, error: str, errors: list[str]) -> int | None:
+    """A whole number in [low, high]; None (and `error` noted) for anything else."""
+    if not value:
+        return None
+    if _WHOLE_NUMBER.fullmatch(value) and low <= int(value) <= high:
+        return int(value)
+    errors.append(error)
+    return None
+
+
+def _has_nul(args: Any) -> bool:
+    items = args.items(multi=True) if isinstance(args, MultiDict) else dict(args).items()
+    return any("\x00" in str(key) or "\x00" in str(value) for key, value in items)
 
 
 @dataclass
@@ -73,25 +109,38 @@ class CallFilters:
 
     @classmethod
     def from_args(cls, args: Any, *, per_page: int = PER_PAGE) -> CallFilters:
-        status = CallStatus.parse(args.get("status")) if args.get("status") else None
-        processing = args.get("processing") or None
-        handled = args.get("handled") or None
-        assignee = args.get("assignee") or None
-        raw_per_page = str(args.get("per_page") or "")
-        if raw_per_page.isdigit():
-            per_page = max(1, min(MAX_PER_PAGE, int(raw_per_page)))
+        """The filters in a query string. A value that cannot be a filter is dropped and
+        its reason kept in `errors` (the callers answer 400 and `list_calls` finds
+        nothing), so no hostile value (a NUL, a page past any integer) reaches Postgres."""
+        errors: list[str] = []
+        if _has_nul(args):
+            errors.append(NUL_IN_QUERY)
+
+        def arg(name: str) -> str:
+            return str(args.get(name) or "").replace("\x00", "").strip()
+
+        status = CallStatus.parse(arg("status")) if arg("status") else None
+        processing = arg("processing") or None
+        handled = arg("handled") or None
+        assignee = arg("assignee") or None
+        chosen_per_page = _number(arg("per_page"), 1, MAX_PER_PAGE, BAD_PER_PAGE, errors)
+        date_from = _date(arg("from"), BAD_FROM_DATE, errors)
+        date_to = _date(arg("to"), BAD_TO_DATE, errors)
+        if date_from and date_to and date_from > date_to:
+            errors.append(REVERSED_DATES)
         return cls(
-            business_id=_int(args.get("business")),
-            date_from=_date(args.get("from")),
-            date_to=_date(args.get("to")),
+            business_id=_number(arg("business"), 1, MAX_ID, BAD_BUSINESS, errors),
+            date_from=date_from,
+            date_to=date_to,
             status=status,
             processing=processing if processing in PROCESSING_FILTERS else None,
-            tag=(args.get("tag") or "").strip()[:64] or None,
+            tag=arg("tag")[:64] or None,
             handled=handled if handled in ("open", "handled") else None,
             assignee=assignee if assignee in ("me", "none") else None,
-            q=(args.get("q") or "").strip()[:200],
-            page=max(1, _int(args.get("page")) or 1),
-            per_page=per_page,
+            q=arg("q")[:200],
+            page=_number(arg("page"), 1, MAX_PAGE, BAD_PAGE, errors) or 1,
+            per_page=chosen_per_page or per_page,
+            errors=errors,
         )
 
     def as_args(self, **changes: Any) -> dict[str, Any]:
@@ -190,6 +239,9 @@ def filtered_calls(filters: CallFilters, user: CurrentUser) -> Select[Call]:
 
 
 def list_calls(filters: CallFilters, user: CurrentUser) -> CallPage:
+    """One page of the filtered calls; nothing for filters with errors (never queried)."""
+    if filters.errors:
+        return CallPage(calls=[], total=0, page=filters.page, per_page=filters.per_page)
     base = filtered_calls(filters, user)
     total = int(db().scalar(select(func.count()).select_from(base.subquery())) or 0)
     query = (

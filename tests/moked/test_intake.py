@@ -90,6 +90,55 @@ def test_timestamp_parsing() -> None:
     assert event_time({}, T0) == T0
 
 
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "Fri, 31 Dec 9999 23:59:59 +0000",
+        "Fri, 31 Dec 9999 23:59:59 -1400",
+        "Mon, 01 Jan 1900 00:00:00 +0000",
+        "Sun, 29 Nov 2026 10:00:01 +0000",  # a day and a second after T0
+        "Fri, 27 Nov 2026 09:59:59 +0000",  # a day and a second before T0
+    ],
+)
+def test_a_timestamp_far_from_receipt_gives_way_to_the_receive_time(sent: str) -> None:
+    assert event_time({"Timestamp": sent}, T0) == T0
+
+
+def test_a_timestamp_near_receipt_is_kept() -> None:
+    sent = "Sat, 28 Nov 2026 09:59:30 +0000"
+    assert event_time({"Timestamp": sent}, T0 + dt.timedelta(hours=3)) == T0 - dt.timedelta(
+        seconds=30
+    )
+
+
+def test_a_signed_webhook_from_year_9999_is_stored_at_its_receive_time(
+    stack: StackUnderTest, make_business
+) -> None:
+    """As found: a signed incoming_call and call_status through nginx with Timestamp in
+    year 9999 stored started_at/ended_at 9999-12-31, and every page showing the call
+    answered 500. The call takes the receive time; the event log keeps what was sent."""
+    business = make_business()
+    call_sid = new_call_sid()
+    far = "Fri, 31 Dec 9999 23:59:59 +0000"
+    before = dt.datetime.now(dt.UTC)
+    params = call_params(call_sid, business.numbers[0].e164, Timestamp=far)
+    assert stack.post("/webhook/incoming_call", params).status_code == 200
+    done = {**params, "CallStatus": "completed", "CallDuration": "12", "SequenceNumber": "3"}
+    assert stack.post("/webhook/call_status", done).status_code == 200
+    after = dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None and call.status is CallStatus.COMPLETED
+        for when in (call.started_at, call.ended_at):
+            assert when is not None
+            assert before - dt.timedelta(seconds=5) <= when <= after + dt.timedelta(seconds=5)
+        sent = session.scalars(
+            select(WebhookEvent.params).where(WebhookEvent.call_sid == call_sid)
+        ).all()
+        assert len(sent) == 2
+        assert all(p["Timestamp"] in (far, [far]) for p in sent), sent
+
+
 def test_sid_validation() -> None:
     assert valid_sid("CA" + "a1" * 16, "CA")
     assert valid_sid("RE" + "a1" * 16, "CA") is None
