@@ -196,6 +196,40 @@ class TwilioDouble:
 
 
 @dataclass
+class Listener:
+    """A loopback HTTP server an attacker points a RecordingUrl at: it notes every request
+    (Host, path, Authorization) and answers `redirect_to` with a 302 when set, else 404."""
+
+    address: str = "127.0.0.1"
+    redirect_to: str | None = None
+    heard: list[tuple[str, str, str | None]] = field(default_factory=list)
+    port: int = 0
+
+    def start(self) -> ThreadingHTTPServer:
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                heard = (self.headers.get("Host", ""), self.path, self.headers.get("Authorization"))
+                listener.heard.append(heard)
+                self.send_response(302 if listener.redirect_to else 404)
+                if listener.redirect_to:
+                    self.send_header("Location", listener.redirect_to)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer((self.address, 0), Handler)
+        self.port = server.server_address[1]
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return server
+
+
+@dataclass
 class TranscriptionRequest:
     authorization: str | None
     model: str | None

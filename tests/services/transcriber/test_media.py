@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import stat
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.helpers import new_recording_sid
 from tests.services.transcriber.audio import NOT_AUDIO, VOICEMAIL_TEXT, telephone_mp3
-from tests.services.transcriber.doubles import TwilioDouble
+from tests.services.transcriber.doubles import Listener, TwilioDouble
 from transcriber import media
 from transcriber.errors import MediaNotReady, MediaRejected, MediaUnavailable
 
@@ -27,39 +23,6 @@ def host() -> Iterator[TwilioDouble]:
     double = TwilioDouble(account_sid=ACCOUNT, auth_token=TOKEN).start()
     yield double
     double.stop()
-
-
-@dataclass
-class Listener:
-    """A loopback HTTP server an attacker points a RecordingUrl at: it notes every request
-    (Host, path, Authorization) and answers `redirect_to` with a 302 when set."""
-
-    redirect_to: str | None = None
-    heard: list[tuple[str, str, str | None]] = field(default_factory=list)
-    port: int = 0
-
-    def start(self) -> ThreadingHTTPServer:
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                heard = (self.headers.get("Host", ""), self.path, self.headers.get("Authorization"))
-                listener.heard.append(heard)
-                self.send_response(302 if listener.redirect_to else 404)
-                if listener.redirect_to:
-                    self.send_header("Location", listener.redirect_to)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = server.server_address[1]
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return server
 
 
 @pytest.fixture
