@@ -223,6 +223,21 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_user_signout(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.accounts import end_sessions, find_user
+    from moked.db.session import session_scope
+
+    with session_scope() as session:
+        user = find_user(session, args.email)
+        if user is None:
+            print(f"moked: no user {args.email!r}", file=sys.stderr)
+            return 1
+        end_sessions(session, user.id)
+        email = user.email
+    print(f"signed out {email} on every device")
+    return 0
+
+
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     from moked.accounts import create_token
     from moked.db.session import session_scope
@@ -320,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--password", help="omit to print a generated one")
     user_add.add_argument("--name")
     user_add.set_defaults(handler=cmd_user_add)
+    user_signout = user.add_parser("signout", help="end every CRM session of a user")
+    user_signout.add_argument("email")
+    user_signout.set_defaults(handler=cmd_user_signout)
 
     token = commands.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", required=True

@@ -30,7 +30,8 @@ class CurrentUser(UserMixin):  # type: ignore[misc]
     name: str | None
     role: str
     language: str
-    session_key: str
+    session_generation: int
+    """users.session_generation when this session began; the loader refuses a stale one."""
     business_ids: list[int] | None = field(default=None)
     """None = every business (admin)."""
 
@@ -42,12 +43,13 @@ class CurrentUser(UserMixin):  # type: ignore[misc]
             name=user.name,
             role=user.role,
             language=user.language,
-            session_key=session_key(user),
+            session_generation=user.session_generation,
             business_ids=business_ids_for(db(), user),
         )
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_key}"
+        # What Flask-Login keeps in the session cookie: the user and the generation.
+        return f"{self.id}:{self.session_generation}"
 
     @property
     def is_admin(self) -> bool:
@@ -61,11 +63,6 @@ class CurrentUser(UserMixin):  # type: ignore[misc]
         if self.business_ids is None:
             return True
         return business_id is not None and business_id in self.business_ids
-
-
-def session_key(user: User) -> str:
-    """Changes with the password: a password change signs out every other session."""
-    return user.password_hash[-12:]
 
 
 View = TypeVar("View", bound=Callable[..., Any])

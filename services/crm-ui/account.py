@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
-from flask_login import login_user
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import CurrentUser, login_required, me, visible_businesses
+from crm_ui.auth import safe_next
 from crm_ui.db import db
-from crm_ui.forms import PasswordForm, TokenForm
+from crm_ui.forms import ActionForm, PasswordForm, TokenForm
 from crm_ui.i18n import gettext as _
-from moked.accounts import MIN_PASSWORD_LENGTH, AccountError, create_token, hash_password
+from moked.accounts import (
+    MIN_PASSWORD_LENGTH,
+    AccountError,
+    create_token,
+    end_sessions,
+    hash_password,
+)
 from moked.db.models import ApiToken, User
 
 bp = Blueprint("account", __name__)
@@ -69,7 +76,8 @@ def change_password() -> WerkzeugResponse | tuple[str, int]:
         flash(_("A password needs at least {n} characters.", n=MIN_PASSWORD_LENGTH), "error")
         return _page(400)
     db().commit()
-    # Other sessions end (their key no longer matches); this one continues.
+    # The new hash bumped the session generation (User's validator): every session ends;
+    # this one goes on with the new generation.
     login_user(CurrentUser.from_model(user))
     flash(_("Password changed. Other sessions were signed out."), "success")
     return redirect(url_for("account.show"))
@@ -98,3 +106,22 @@ def revoke_token(token_id: int) -> WerkzeugResponse:
     db().commit()
     flash(_("Token revoked."), "info")
     return redirect(url_for("account.show"))
+
+
+@bp.post("/users/<int:user_id>/signout")
+@login_required
+def sign_out_everywhere(user_id: int) -> WerkzeugResponse:
+    """Admin: end every session of a user (a lost phone, someone who left)."""
+    ActionForm()  # CSRF is checked globally
+    if not me().is_admin:
+        abort(403)
+    user = db().get(User, user_id) if user_id < 2**31 else None  # users.id is an integer
+    if user is None:
+        abort(404)
+    end_sessions(db(), user.id)
+    db().commit()
+    if user.id == me().id:
+        logout_user()
+        return redirect(url_for("auth.login"))
+    flash(_("{email} was signed out on every device.", email=user.email), "success")
+    return redirect(safe_next(request.form.get("next")))

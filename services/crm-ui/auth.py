@@ -1,8 +1,11 @@
 """Sign in and out, the language switch, and login throttling.
 
-Throttling: failed attempts are kept in Postgres (shared by every gunicorn worker); after
-MAX_FAILURES_PER_EMAIL failures for one address, or MAX_FAILURES_PER_IP from one client,
-within THROTTLE_WINDOW, sign-in answers 429 until the window slides past them.
+Sessions: the cookie names the user and users.session_generation as it was at sign-in;
+the loader refuses any other generation, so signing out (which bumps it) ends every
+session of the user on the server, copies of the cookie included.
+
+Throttling: moked.login_throttle (per client address and per account, growing delays,
+counted atomically in Postgres); a refused attempt answers 429 with when to retry.
 """
 
 from __future__ import annotations
@@ -21,24 +24,18 @@ from flask import (
 )
 from flask import session as session_cookie
 from flask_login import LoginManager, current_user, login_user, logout_user
-from sqlalchemy import ColumnElement, delete, func, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from crm_ui.access import CurrentUser, login_required, me, session_key
+from crm_ui.access import CurrentUser, login_required, me
 from crm_ui.db import db
 from crm_ui.forms import ActionForm, LoginForm
 from crm_ui.i18n import COOKIE, LANGUAGES
 from crm_ui.i18n import gettext as _
-from moked import metrics
-from moked.accounts import authenticate
-from moked.db.models import LoginAttempt, User
+from moked import login_throttle, metrics
+from moked.accounts import authenticate, end_sessions
+from moked.db.models import User
 
 bp = Blueprint("auth", __name__)
-
-THROTTLE_WINDOW = dt.timedelta(minutes=15)
-MAX_FAILURES_PER_EMAIL = 5
-MAX_FAILURES_PER_IP = 30
-KEEP_ATTEMPTS = dt.timedelta(days=1)
 
 
 def init_login(app: Flask, manager: LoginManager) -> None:
@@ -48,11 +45,11 @@ def init_login(app: Flask, manager: LoginManager) -> None:
 
     @manager.user_loader  # type: ignore[untyped-decorator]
     def load_user(user_id: str) -> CurrentUser | None:
-        raw_id, _, key = user_id.partition(":")
-        if not raw_id.isdigit():
+        raw_id, _, generation = user_id.partition(":")
+        if not raw_id.isdigit() or not generation.isdigit():
             return None
         user = db().get(User, int(raw_id))
-        if user is None or not user.is_active or session_key(user) != key:
+        if user is None or not user.is_active or user.session_generation != int(generation):
             return None
         return CurrentUser.from_model(user)
 
@@ -65,28 +62,21 @@ def init_login(app: Flask, manager: LoginManager) -> None:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
-def _client_ip() -> str:
+def _client_address() -> str:
+    # nginx's $remote_addr (ProxyFix trusts exactly one X-Forwarded-For hop), so a
+    # client cannot pick its own address by sending the header itself.
     return (request.remote_addr or "unknown")[:64]
 
 
-def _recent_failures(condition: ColumnElement[bool]) -> int:
-    since = dt.datetime.now(dt.UTC) - THROTTLE_WINDOW
-    query = (
-        select(func.count())
-        .select_from(LoginAttempt)
-        .where(condition, LoginAttempt.attempted_at >= since)
-    )
-    return int(db().scalar(query) or 0)
+def _wait_text(seconds: int) -> str:
+    if seconds == 1:
+        return _("1 second")
+    if seconds < 60:
+        return _("{n} seconds", n=seconds)
+    return _("{n} minutes", n=(seconds + 59) // 60)
 
 
-def is_throttled(email: str, ip: str) -> bool:
-    return (
-        _recent_failures(LoginAttempt.email == email) >= MAX_FAILURES_PER_EMAIL
-        or _recent_failures(LoginAttempt.ip == ip) >= MAX_FAILURES_PER_IP
-    )
-
-
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Only a local path: never an open redirect."""
     if not target:
         return url_for("inbox.index")
@@ -104,59 +94,65 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> WerkzeugResponse | tuple[str, int] | str:
+def login() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
     if request.method == "GET" and current_user.is_authenticated:
-        return redirect(_safe_next(request.args.get("next")))
+        return redirect(safe_next(request.args.get("next")))
     form = LoginForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     status = 200
+    headers: dict[str, str] = {}
     if form.validate_on_submit():
         email = (form.email.data or "").strip().lower()
-        ip = _client_ip()
         session = db()
-        if is_throttled(email, ip):
+        attempt = login_throttle.begin(session, address=_client_address(), account=email)
+        if not attempt.allowed:
             metrics.CRM_LOGINS.labels("throttled").inc()
             status = 429
-            flash(_("Too many failed attempts. Try again in a few minutes."), "error")
+            wait = attempt.retry_after()
+            headers["Retry-After"] = str(wait)
+            flash(
+                _("Too many failed attempts. Try again in {wait}.", wait=_wait_text(wait)),
+                "error",
+            )
         else:
             user = authenticate(session, email, form.password.data or "")
             if user is None:
+                # The attempt was booked as a failure before the check: nothing to add.
                 metrics.CRM_LOGINS.labels("failure").inc()
-                session.add(LoginAttempt(email=email, ip=ip))
-                # Keep the table small: nothing older than a day is ever counted.
-                expired = dt.datetime.now(dt.UTC) - KEEP_ATTEMPTS
-                session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < expired))
-                session.commit()
                 status = 401
                 flash(_("Wrong e-mail or password."), "error")
             else:
                 metrics.CRM_LOGINS.labels("success").inc()
-                session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+                login_throttle.succeeded(session, attempt)
                 user.last_login_at = dt.datetime.now(dt.UTC)
                 session.commit()
                 session_cookie.clear()  # a fresh session at sign-in (no fixation)
                 session_cookie.permanent = True  # PERMANENT_SESSION_LIFETIME applies
                 login_user(CurrentUser.from_model(user))
-                return redirect(_safe_next(form.next.data))
+                return redirect(safe_next(form.next.data))
     elif request.method == "POST":
         status = 400
-    return render_template("login.html", form=form), status
+        flash(_("Enter a valid e-mail address and password."), "error")
+    return render_template("login.html", form=form), status, headers
 
 
 @bp.post("/logout")
 @login_required
 def logout() -> WerkzeugResponse:
     ActionForm()  # CSRF is checked globally; the form only documents the intent
+    # Ends the session on the server: this cookie, and any copy of it, opens nothing now.
+    end_sessions(db(), me().id)
+    db().commit()
     logout_user()
-    flash(_("You have signed out."), "info")
+    flash(_("You have signed out on every device."), "info")
     return redirect(url_for("auth.login"))
 
 
 @bp.post("/language")
 def language() -> WerkzeugResponse:
     lang = request.form.get("lang", "")
-    target = _safe_next(request.form.get("next"))
+    target = safe_next(request.form.get("next"))
     response = redirect(target)
     if lang in LANGUAGES:
         response.set_cookie(

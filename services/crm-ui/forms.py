@@ -7,22 +7,31 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
     EmailField,
+    Field,
     HiddenField,
     PasswordField,
     SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 
 class FlaskForm(_FlaskForm):  # type: ignore[misc]
     """flask_wtf.FlaskForm (untyped upstream)."""
 
 
+def no_control_characters(_form: object, field: Field) -> None:
+    """Nobody types a NUL or an escape; Postgres refuses a NUL in text (a 500 otherwise)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in field.data or ""):
+        raise ValidationError("control characters")
+
+
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254), no_control_characters])
+    password = PasswordField(
+        "Password", validators=[DataRequired(), Length(max=200), no_control_characters]
+    )
     next = HiddenField()
 
 
