@@ -20,6 +20,10 @@ from moked.businesses import find_business
 from moked.db.models import ApiToken, Business, Membership, User
 
 MIN_PASSWORD_LENGTH = 10
+MAX_EMAIL_LENGTH = 254
+MAX_NAME_LENGTH = 200
+"""users.email is String(254) and users.name String(200): longer is refused here, not by
+Postgres (a traceback)."""
 TOKEN_PREFIX = "mk_"  # noqa: S105 - a marker, not a secret
 """Every API token starts with this, so secret scanners and people recognise it."""
 _DUMMY_HASH = generate_password_hash("timing-equaliser-" + secrets.token_hex(8))
@@ -43,6 +47,8 @@ class NewUser:
     password: str | None
     """The generated password, when none was given (shown once)."""
     created: bool
+    role: str = Role.STAFF.value
+    """The user's role after the change."""
 
 
 def normalise_email(email: str) -> str:
@@ -88,34 +94,47 @@ def add_user(
     session: Session,
     email: str,
     *,
-    role: Role,
+    role: Role | None = None,
     business: str | None = None,
     password: str | None = None,
     name: str | None = None,
 ) -> NewUser:
-    """Create the user, or update role/password and add a membership (idempotent)."""
+    """Create the user, or update password and add a membership (idempotent). The role
+    changes only when one is given: a new user is staff by default, and an admin given
+    access to one more business stays an admin."""
     address = normalise_email(email)
+    if len(address) > MAX_EMAIL_LENGTH:
+        raise AccountError(f"an e-mail address has at most {MAX_EMAIL_LENGTH} characters")
+    if name is not None and len(name) > MAX_NAME_LENGTH:
+        raise AccountError(f"a name has at most {MAX_NAME_LENGTH} characters")
     target: Business | None = None
     if business is not None:
         target = find_business(session, business)
         if target is None:
             raise AccountError(f"no business {business!r}")
-    if role is Role.STAFF and target is None:
-        raise AccountError("a staff user needs --business")
     generated = None
     user = find_user(session, address)
     created = user is None
+    # A new staff user, or an admin made staff, would see nothing without a business.
+    becomes_staff = role is Role.STAFF or (role is None and user is None)
+    if becomes_staff and target is None and (user is None or user.role != Role.STAFF.value):
+        raise AccountError("a staff user needs --business")
     if user is None:
         if password is None:
             generated = password = generate_password()
-        user = User(email=address, role=role.value, password_hash=hash_password(password))
+        user = User(
+            email=address,
+            role=(role or Role.STAFF).value,
+            password_hash=hash_password(password),
+        )
         user.name = name
         user.language = "he"
         user.is_active = True
         session.add(user)
         session.flush()
     else:
-        user.role = role.value
+        if role is not None:
+            user.role = role.value
         if password is not None:
             user.password_hash = hash_password(password)
         if name:
@@ -123,7 +142,9 @@ def add_user(
     if target is not None:
         add_membership(session, user, target)
     session.flush()
-    return NewUser(user_id=user.id, email=address, password=generated, created=created)
+    return NewUser(
+        user_id=user.id, email=address, password=generated, created=created, role=user.role
+    )
 
 
 def add_membership(session: Session, user: User, business: Business) -> None:

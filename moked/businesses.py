@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,12 @@ from sqlalchemy.orm import Session, selectinload
 from moked.db.models import Business, PhoneNumber
 from moked.greetings import store_greeting
 from moked.phone import to_e164
+from moked.twilio.twiml import SAY_LANGUAGE, SAY_LANGUAGES
+
+DEFAULT_LANGUAGE = SAY_LANGUAGE
+DEFAULT_TIMEZONE = "Asia/Jerusalem"
+MAX_NAME_LENGTH = 200
+"""businesses.name is String(200): a longer name is refused here, not by Postgres."""
 
 
 class BusinessError(ValueError):
@@ -24,8 +32,41 @@ class BusinessSpec:
     numbers: tuple[str, ...] = ()
     greeting_mp3: bytes | None = None
     greeting_text: str | None = None
-    language: str = "he-IL"
-    timezone: str = "Asia/Jerusalem"
+    language: str | None = None
+    """None: a new business speaks DEFAULT_LANGUAGE, an existing one keeps its own."""
+    timezone: str | None = None
+    """None: a new business is in DEFAULT_TIMEZONE, an existing one keeps its own."""
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    # Debian's tzdata lists "localtime" (a link to /etc/localtime): the host's zone, not a name.
+    return frozenset(zoneinfo.available_timezones()) - {"localtime", "posixrules", "Factory"}
+
+
+def check_language(language: str) -> str:
+    if language not in SAY_LANGUAGES:
+        known = ", ".join(sorted(SAY_LANGUAGES))
+        raise BusinessError(f"language {language[:40]!r} is not one of {known}")
+    return language
+
+
+def check_timezone(timezone: str) -> str:
+    """An IANA zone name (Asia/Jerusalem); never a path or a name ZoneInfo would guess at."""
+    if timezone not in _time_zones():
+        raise BusinessError(f"time zone {timezone[:40]!r} is not an IANA zone (Asia/Jerusalem)")
+    return timezone
+
+
+def check_name(raw: str) -> str:
+    name = raw.strip()
+    if not name:
+        raise BusinessError("a business needs a name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise BusinessError(f"a business name has at most {MAX_NAME_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise BusinessError("a business name cannot contain control characters")
+    return name
 
 
 def business_named(session: Session, name: str) -> Business | None:
@@ -63,17 +104,24 @@ def add_number(session: Session, business: Business, raw: str) -> PhoneNumber:
 
 
 def upsert_business(session: Session, spec: BusinessSpec, greetings_dir: Path) -> Business:
-    """Create the business, or update the one with this name: running it twice is harmless."""
-    name = spec.name.strip()
-    if not name:
-        raise BusinessError("a business needs a name")
+    """Create the business, or update the one with this name: running it twice is harmless,
+    and only what the spec gives changes (no default overwrites an owner's choice)."""
+    name = check_name(spec.name)
+    language = check_language(spec.language) if spec.language is not None else None
+    timezone = check_timezone(spec.timezone) if spec.timezone is not None else None
     business = business_named(session, name)  # a name, even "7": never business #7
     if business is None:
-        business = Business(name=name, language=spec.language, timezone=spec.timezone)
+        business = Business(
+            name=name,
+            language=language or DEFAULT_LANGUAGE,
+            timezone=timezone or DEFAULT_TIMEZONE,
+        )
         session.add(business)
         session.flush()
-    business.language = spec.language
-    business.timezone = spec.timezone
+    if language is not None:
+        business.language = language
+    if timezone is not None:
+        business.timezone = timezone
     if spec.greeting_text is not None:
         business.greeting_text = spec.greeting_text
     for raw in spec.numbers:

@@ -146,8 +146,16 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_business_add(args: argparse.Namespace, settings: Settings) -> int:
     from moked.businesses import BusinessSpec, describe, upsert_business
     from moked.db.session import session_scope
+    from moked.greetings import MAX_GREETING_BYTES, prune_versions
 
-    greeting = Path(args.greeting).read_bytes() if args.greeting else None
+    greeting = None
+    if args.greeting:
+        try:
+            with Path(args.greeting).open("rb") as handle:
+                greeting = handle.read(MAX_GREETING_BYTES + 1)  # inspect_mp3 says if too big
+        except OSError as exc:
+            print(f"moked: cannot read {args.greeting}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     spec = BusinessSpec(
         name=args.name,
         numbers=tuple(args.number or ()),
@@ -159,7 +167,15 @@ def cmd_business_add(args: argparse.Namespace, settings: Settings) -> int:
     with session_scope() as session:
         business = upsert_business(session, spec, settings.greetings_dir)
         session.refresh(business)
-        _print_json(describe(business))
+        described = describe(business)
+    if greeting is not None:  # committed: the business plays the new file
+        prune_versions(
+            settings.greetings_dir,
+            described["id"],
+            current=described["greeting_file"],
+            keep=settings.greeting_versions_kept,
+        )
+    _print_json(described)
     return 0
 
 
@@ -210,14 +226,14 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
         result = add_user(
             session,
             args.email,
-            role=Role(args.role),
+            role=Role(args.role) if args.role else None,
             business=args.business,
             password=args.password,
             name=args.name,
         )
     verb = "created" if result.created else "updated"
     where = f", business {args.business}" if args.business else ""
-    print(f"{verb} {args.role} {result.email}{where}")
+    print(f"{verb} {result.role} {result.email}{where}")
     if result.password is not None:
         print(f"password: {result.password}")
     return 0
@@ -312,8 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--number", action="append", help="E.164 number (repeatable)")
     add.add_argument("--greeting", help="greeting MP3 file")
     add.add_argument("--greeting-text", help="spoken with <Say> when there is no MP3")
-    add.add_argument("--language", default="he-IL")
-    add.add_argument("--timezone", default="Asia/Jerusalem")
+    add.add_argument("--language", help="a <Say> language, he-IL when new; omitted: left as it is")
+    add.add_argument(
+        "--timezone", help="an IANA zone, Asia/Jerusalem when new; omitted: left as it is"
+    )
     add.set_defaults(handler=cmd_business_add)
     business.add_parser("list", help="list businesses").set_defaults(handler=cmd_business_list)
 
@@ -331,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     user_add = user.add_parser("add", help="add a user or give one access to a business")
     user_add.add_argument("--email", required=True)
     user_add.add_argument("--business", help="business name or id (required for staff)")
-    user_add.add_argument("--role", choices=("staff", "admin"), default="staff")
+    user_add.add_argument(
+        "--role", choices=("staff", "admin"), help="staff when new; omitted: left as it is"
+    )
     user_add.add_argument("--password", help="omit to print a generated one")
     user_add.add_argument("--name")
     user_add.set_defaults(handler=cmd_user_add)

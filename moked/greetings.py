@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mutagen import MutagenError
-from mutagen.mp3 import MP3, HeaderNotFoundError
+from mutagen.mp3 import MP3, HeaderNotFoundError, MPEGFrame
 
 GREETINGS_URL_PREFIX = "/server/static/voice_responses/"
 """Public path nginx serves greetings under, as audio/mpeg."""
@@ -61,6 +61,35 @@ def is_playable(greetings_dir: Path, file_name: str | None) -> bool:
         return False
 
 
+def _after_id3(data: bytes) -> int:
+    """Where the audio starts: after the ID3v2 tags in front (some writers stack several)."""
+    offset = 0
+    while data[offset : offset + 3] == b"ID3" and len(data) >= offset + 10:
+        size_bytes = data[offset + 6 : offset + 10]
+        if any(b & 0x80 for b in size_bytes):
+            break  # not a synchsafe size: not a tag
+        size = 0
+        for b in size_bytes:
+            size = (size << 7) | b
+        footer = 10 if data[offset + 5] & 0x10 else 0
+        offset += 10 + size + footer
+    return offset
+
+
+def _frames_at_start(data: bytes) -> bool:
+    """Two MPEG frames back to back where the audio must start. mutagen alone looks for a
+    frame anywhere in the first megabyte, so a page with HTML or a script in front of its
+    frames would pass, and nginx would serve it from our host."""
+    stream = io.BytesIO(data)
+    stream.seek(_after_id3(data))
+    try:
+        MPEGFrame(stream)  # type: ignore[no-untyped-call]  # reads one header, seeks past it
+        MPEGFrame(stream)  # type: ignore[no-untyped-call]
+    except HeaderNotFoundError:
+        return False
+    return True
+
+
 def inspect_mp3(data: bytes) -> GreetingInfo:
     """Validate real MP3 audio (frames, not just a name) within size and duration limits."""
     if len(data) > MAX_GREETING_BYTES:
@@ -69,6 +98,8 @@ def inspect_mp3(data: bytes) -> GreetingInfo:
         audio = MP3(io.BytesIO(data))  # type: ignore[no-untyped-call]
     except (HeaderNotFoundError, MutagenError) as exc:
         raise InvalidGreeting("not an MP3 file") from exc
+    if not _frames_at_start(data):
+        raise InvalidGreeting("not an MP3 file")
     info: Any = audio.info
     seconds = float(info.length)
     if seconds < MIN_GREETING_SECONDS:
@@ -97,6 +128,28 @@ def store_greeting(greetings_dir: Path, business_id: int, data: bytes) -> str:
     os.chmod(handle.name, 0o644)  # nginx workers (nobody) read it
     os.replace(handle.name, target)
     return name
+
+
+def prune_versions(
+    greetings_dir: Path, business_id: int, *, current: str | None, keep: int
+) -> list[str]:
+    """Delete the business's stored greetings but the current one and the `keep` newest
+    others (GREETING_VERSIONS_KEPT); return the names deleted. Call it once the business
+    points at `current` (after the commit), so a rolled-back change never loses its file."""
+    others = []
+    for path in greetings_dir.glob(f"business_{business_id}_*.mp3"):
+        if not is_safe_name(path.name) or path.name == current:
+            continue
+        try:
+            others.append((path.stat().st_mtime_ns, path.name, path))
+        except OSError:
+            continue  # deleted meanwhile (another upload's pruning)
+    others.sort(reverse=True)
+    deleted = []
+    for _mtime, name, path in others[max(keep, 0) :]:
+        path.unlink(missing_ok=True)
+        deleted.append(name)
+    return deleted
 
 
 def synthesize_mp3(text: str, voice: str = "he") -> bytes:

@@ -13,13 +13,24 @@ class InvalidPhoneNumber(ValueError):
     """Not a valid phone number."""
 
 
+_NUMBER_CHARACTERS = frozenset("0123456789+-(). ")
+"""What people write a number with; anything else (letters, "ext. 5", "#") is refused."""
+MAX_NUMBER_LENGTH = 32
+
+
 def to_e164(raw: str, region: str = DEFAULT_REGION) -> str:
-    """Normalise '+972 3-123-4567' or '03-1234567' to '+97231234567'; raise if invalid."""
+    """Normalise '+972 3-123-4567' or '03-1234567' to '+97231234567'; raise if invalid.
+
+    phonenumbers keeps whatever number it can find: "03-555 0123 ext. 5" or "035550123abc"
+    would be stored as 035550123 with the rest silently cut, so both are refused instead."""
+    text = raw.strip()
+    if len(text) > MAX_NUMBER_LENGTH or not set(text) <= _NUMBER_CHARACTERS:
+        raise InvalidPhoneNumber(f"not a phone number: {raw[:40]!r}")
     try:
-        parsed = phonenumbers.parse(raw, region)
+        parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhoneNumber(f"not a phone number: {raw!r}") from exc
-    if not phonenumbers.is_valid_number(parsed):
+    if parsed.extension or not phonenumbers.is_valid_number(parsed):
         raise InvalidPhoneNumber(f"not a valid phone number: {raw!r}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 

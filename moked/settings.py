@@ -95,6 +95,9 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path("var")
     greetings_dir: Path = Path("var/media/voice_responses")
+    greeting_versions_kept: int = Field(default=3, ge=1)
+    """Stored greetings kept per business besides the active one (the newest); older ones
+    are deleted when a new one is stored. At least 1: an upload not made active is one."""
     recordings_dir: Path = Path("var/media/recordings")
     spool_dir: Path = Path("var/spool")
     nginx_fallback_log: Path = Path("var/log/twilio_fallback.log")

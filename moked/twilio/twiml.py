@@ -11,6 +11,11 @@ from moked.statuses import Endpoint
 
 TWIML_CONTENT_TYPE = "text/xml; charset=utf-8"
 SAY_LANGUAGE = "he-IL"
+SAY_LANGUAGES = frozenset(
+    {"he-IL", "en-US", "en-GB", "ar-XA", "ar-AE", "ru-RU", "fr-FR", "es-ES", "de-DE"}
+)
+"""A business's language: one Twilio's <Say> speaks (an unknown one fails the call's
+greeting) and Whisper transcribes (transcriber.backends.whisper_language)."""
 
 
 @dataclass(frozen=True, slots=True)

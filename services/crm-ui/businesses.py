@@ -26,7 +26,7 @@ from crm_ui.forms import (
     TagForm,
 )
 from crm_ui.i18n import gettext as _
-from moked.accounts import AccountError, Role, add_membership, add_user, find_user
+from moked.accounts import AccountError, add_user
 from moked.businesses import BusinessError, add_number
 from moked.db.models import Business, Call, Membership, PhoneNumber, Tag, User
 from moked.greetings import (
@@ -36,6 +36,7 @@ from moked.greetings import (
     InvalidGreeting,
     inspect_mp3,
     is_safe_name,
+    prune_versions,
     store_greeting,
 )
 from moked.phone import InvalidPhoneNumber
@@ -160,9 +161,10 @@ def upload_greeting(business_id: int) -> WerkzeugResponse:
         limit_mb = MAX_GREETING_BYTES // (1024 * 1024)
         flash(_("The file is larger than {mb} MB.", mb=limit_mb), "error")
         return _back(business, "#greeting")
+    settings = _settings()
     try:
         info = inspect_mp3(data)
-        name = store_greeting(_settings().greetings_dir, business.id, data)
+        name = store_greeting(settings.greetings_dir, business.id, data)
     except InvalidGreeting as exc:
         flash(_("This is not a usable MP3 greeting: {reason}", reason=_(str(exc))), "error")
         return _back(business, "#greeting")
@@ -173,6 +175,12 @@ def upload_greeting(business_id: int) -> WerkzeugResponse:
         flash(message, "success")
     else:
         flash(_("Greeting uploaded ({seconds:.1f} s).", seconds=info.seconds), "success")
+    prune_versions(
+        settings.greetings_dir,
+        business.id,
+        current=business.greeting_file,
+        keep=settings.greeting_versions_kept,
+    )
     return _back(business, "#greeting")
 
 
@@ -307,22 +315,18 @@ def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
         flash(_("Enter an e-mail address."), "error")
         return _back(business, "#team")
     session = db()
-    existing = find_user(session, form.email.data or "")
     try:
-        if existing is not None:  # not add_user: it would reset an admin's role to staff
-            add_membership(session, existing, business)
-            session.commit()
-            flash(_("{email} can now see this business.", email=existing.email), "success")
-            return _back(business, "#team")
-        created = add_user(
-            session, form.email.data or "", role=Role.STAFF, business=str(business.id)
-        )
+        # The CLI's rule: no role given, so a new person is staff and an admin stays admin.
+        added = add_user(session, form.email.data or "", business=str(business.id))
         session.commit()
     except AccountError:
         session.rollback()
         flash(_("That is not a valid e-mail address."), "error")
         return _back(business, "#team")
-    return _render(business, new_member=created), 201
+    if not added.created:
+        flash(_("{email} can now see this business.", email=added.email), "success")
+        return _back(business, "#team")
+    return _render(business, new_member=added), 201
 
 
 @bp.post("/businesses/<int:business_id>/members/<int:user_id>/remove")
