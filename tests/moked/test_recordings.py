@@ -7,12 +7,12 @@ The expected table is written here by hand, from the states' meaning, not derive
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
 from redis import Redis
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from moked import recordings
@@ -25,7 +25,10 @@ from tests.helpers import new_call_sid, new_recording_sid
 
 S = ProcessingStatus
 NOW = dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC)
-MEDIA = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1"
+QUEUED_AT = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+"""In the future, so the stack's reconciler never takes these rows for stale and queues them."""
+MEDIA = "https://media.example.invalid/Recordings/RE1"
+"""Not a Twilio host: should a worker take one of these, it refuses it at once, offline."""
 
 Operation = Callable[[Session, str], object]
 
@@ -129,6 +132,19 @@ def test_the_table_covers_every_state_and_operation() -> None:
     assert set(EXPECTED) == {(state, name) for state in S for name in OPERATIONS}
 
 
+_created: list[int] = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_rows() -> Iterator[None]:
+    """The rows are the test's alone: gone before the stack's workers could see them."""
+    yield
+    if _created:
+        with session_scope() as session:
+            session.execute(delete(Call).where(Call.id.in_(_created)))  # recordings cascade
+        _created.clear()
+
+
 @dataclass
 class Row:
     sid: str
@@ -138,11 +154,12 @@ class Row:
 def make_recording(status: ProcessingStatus, *, media: bool = True, queued: bool = True) -> Row:
     """A call and a recording put in `status`: the fixture of a state, written as a row."""
     sid = new_recording_sid()
-    queued_at = NOW if queued else None
+    queued_at = QUEUED_AT if queued else None
     with session_scope() as session:
         call = Call(call_sid=new_call_sid())
         session.add(call)
         session.flush()
+        _created.append(call.id)
         session.add(
             Recording(
                 recording_sid=sid,
@@ -197,7 +214,7 @@ def test_transition(stack: StackUnderTest, state: ProcessingStatus, operation: s
         assert after.processing_started_at is not None
     if operation == "retry":
         assert after.attempts == 0 and after.error is None
-        assert after.queued_at is not None and after.queued_at > NOW
+        assert after.queued_at is not None and after.queued_at < QUEUED_AT
     if operation.startswith("finish"):
         assert after.processing_finished_at is not None
         assert after.transcript == ("שלום, תחזרו אליי" if expected is S.READY else "")
@@ -262,8 +279,8 @@ def test_mark_queued_restarts_the_clock_only_while_waiting(stack: StackUnderTest
     with session_scope() as session:
         recordings.mark_queued(session, waiting.sid)
         recordings.mark_queued(session, done.sid)
-    assert read(waiting.sid).queued_at > NOW  # type: ignore[operator]
-    assert read(done.sid).queued_at == NOW
+    assert read(waiting.sid).queued_at < QUEUED_AT  # type: ignore[operator]
+    assert read(done.sid).queued_at == QUEUED_AT
 
 
 def test_main_recording_is_the_newest_with_audio() -> None:
