@@ -59,6 +59,14 @@ def make_business(stack: StackUnderTest):  # type: ignore[no-untyped-def]
     return factory
 
 
+@pytest.fixture
+def english_business(make_business) -> Business:  # type: ignore[no-untyped-def]
+    """Tests of real transcripts speak English (the embedded base model is good at it): the
+    business's language is what the worker asks Whisper for."""
+    business: Business = make_business(language="en-US")
+    return business
+
+
 # --- the apps in-process (tests/apps.py): fast tests on the test client -------------------
 
 

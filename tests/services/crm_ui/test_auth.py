@@ -25,9 +25,9 @@ from moked.db.models import ApiToken, LoginThrottle, User
 from moked.db.session import session_scope
 from moked.login_throttle import FREE_ACCOUNT_FAILURES
 from tests.harness import StackUnderTest
+from tests.moked.test_cli import moked
 from tests.services.crm_ui.conftest import PASSWORD, Client, Tenant
 from tests.services.crm_ui.test_browser import assert_accessible_forms, login
-from tests.services.crm_ui.test_cli import moked
 
 WRONG = "wrong-password-123"
 

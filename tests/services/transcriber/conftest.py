@@ -29,14 +29,6 @@ def twilio(stack: StackUnderTest) -> Iterator[TwilioDouble]:
     double.stop()
 
 
-@pytest.fixture
-def english_business(make_business) -> Business:  # type: ignore[no-untyped-def]
-    """The tests speak English (the embedded base model is good at it): the business's
-    language is what the worker asks Whisper for."""
-    business: Business = make_business(language="en-US")
-    return business
-
-
 @dataclass(frozen=True)
 class Voicemail:
     call_sid: str

@@ -1,9 +1,12 @@
-"""The reconciler's Twilio REST part, through the twilio client, against a loopback API."""
+"""The reconciler's Twilio part (moked/twilio_sync.py): recordings whose callback never came,
+found through Twilio's REST API, and deletions retried; against a loopback Twilio, with the
+stack's real transcriber workers."""
 
 from __future__ import annotations
 
 import datetime as dt
 import email.utils
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, update
@@ -13,12 +16,22 @@ from moked.db.models import Recording, WebhookEvent
 from moked.db.session import session_scope
 from moked.queue import redis_client
 from moked.statuses import EventSource
-from moked.twilio import rest
 from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid, new_recording_sid
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, VOICEMAIL_WORDS, telephone_mp3
 from tests.services.transcriber.conftest import leave_voicemail, recording, wait_for, words_in
 from tests.services.transcriber.doubles import TwilioDouble
+
+
+@pytest.fixture(scope="module")
+def twilio_api(stack: StackUnderTest) -> Iterator[TwilioDouble]:
+    """Twilio's REST API and media host on loopback (`twilio` is the in-process webhooks)."""
+    double = TwilioDouble(
+        account_sid=stack.settings.twilio_account_sid,
+        auth_token=stack.settings.twilio_auth_token.get_secret_value(),
+    ).start()
+    yield double
+    double.stop()
 
 
 def _completed_call(stack: StackUnderTest, to: str, minutes_ago: int = 2) -> str:
@@ -42,14 +55,14 @@ def _completed_call(stack: StackUnderTest, to: str, minutes_ago: int = 2) -> str
 
 
 def test_recording_whose_callback_never_came_is_found_through_twilios_api(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio_api.base})
     redis = redis_client(settings.redis_url)
     call_sid = _completed_call(stack, english_business.numbers[0].e164)
     recording_sid = new_recording_sid()
-    twilio.publish(recording_sid, telephone_mp3(VOICEMAIL_TEXT))
-    twilio.call_recordings[call_sid] = [twilio.recording_resource(call_sid, recording_sid)]
+    twilio_api.publish(recording_sid, telephone_mp3(VOICEMAIL_TEXT))
+    twilio_api.call_recordings[call_sid] = [twilio_api.recording_resource(call_sid, recording_sid)]
 
     recovered = twilio_sync.recover_recordings(settings, redis)
 
@@ -57,45 +70,43 @@ def test_recording_whose_callback_never_came_is_found_through_twilios_api(
     done = wait_for(recording_sid)
     assert done.processing_status.value == "ready", done.error
     assert words_in(done.transcript, VOICEMAIL_WORDS) == []
-    assert done.media_url == twilio.recording_url(recording_sid)
+    assert done.media_url == twilio_api.recording_url(recording_sid)
     with session_scope() as session:
         sources = session.scalars(
             select(WebhookEvent.source).where(WebhookEvent.call_sid == call_sid)
         ).all()
     assert EventSource.TWILIO_API in sources
     # Asked once: the call is settled, the next pass does not ask Twilio again.
-    asked = [s for s in twilio.seen if call_sid in s.path]
+    asked = [s for s in twilio_api.seen if call_sid in s.path]
     assert len(asked) == 1
     assert twilio_sync.recover_recordings(settings, redis) == 0
-    assert len([s for s in twilio.seen if call_sid in s.path]) == 1
+    assert len([s for s in twilio_api.seen if call_sid in s.path]) == 1
 
 
 def test_twilio_answering_an_error_to_a_listing_is_deferred_not_fatal(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
     """A listing answered 503 raises the client's bare TwilioException: it must become a
     deferred step, not an exception that ends the reconciler."""
-    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio_api.base})
     call_sid = _completed_call(stack, english_business.numbers[0].e164)
-    twilio.listing_fails_with = 503
+    twilio_api.listing_fails_with = 503
     try:
-        with pytest.raises(rest.TwilioApiError, match="503"):
-            rest.call_recordings(settings, rest.make_client(settings), call_sid)
         assert twilio_sync.recover_recordings(settings, redis_client(settings.redis_url)) == 0
     finally:
-        twilio.listing_fails_with = None
+        twilio_api.listing_fails_with = None
         twilio_sync._backoff_for(settings).succeeded()  # the next tests share this origin
-    assert any(call_sid in s.path and s.status == 503 for s in twilio.seen)
+    assert any(call_sid in s.path and s.status == 503 for s in twilio_api.seen)
 
 
 def test_absent_recording_from_the_api_is_marked_absent(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio_api.base})
     call_sid = _completed_call(stack, english_business.numbers[0].e164)
     recording_sid = new_recording_sid()
-    twilio.call_recordings[call_sid] = [
-        twilio.recording_resource(call_sid, recording_sid, status="absent", duration=0)
+    twilio_api.call_recordings[call_sid] = [
+        twilio_api.recording_resource(call_sid, recording_sid, status="absent", duration=0)
     ]
 
     assert twilio_sync.recover_recordings(settings, redis_client(settings.redis_url)) == 0
@@ -104,24 +115,24 @@ def test_absent_recording_from_the_api_is_marked_absent(
 
 
 def test_calls_with_their_callbacks_are_not_asked_about(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    settings = stack.settings.model_copy(update={"twilio_api_base": twilio.base})
-    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio_api.base})
+    message = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT))
     wait_for(message.recording_sid)
 
     twilio_sync.recover_recordings(settings, redis_client(settings.redis_url))
 
-    assert not [s for s in twilio.seen if message.call_sid in s.path and "Calls" in s.path]
+    assert not [s for s in twilio_api.seen if message.call_sid in s.path and "Calls" in s.path]
 
 
 def test_deletions_the_worker_could_not_make_are_retried(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
     settings = stack.settings.model_copy(
-        update={"twilio_api_base": twilio.base, "recording_delete_from_twilio": True}
+        update={"twilio_api_base": twilio_api.base, "recording_delete_from_twilio": True}
     )
-    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    message = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT))
     wait_for(message.recording_sid)
     assert recording(message.recording_sid).deleted_from_twilio_at is None  # the stack's
     # worker runs without RECORDING_DELETE_FROM_TWILIO; make the transcript old enough.
@@ -146,8 +157,8 @@ def test_deletions_the_worker_could_not_make_are_retried(
     deleted = twilio_sync.retry_deletions(settings, redis_client(settings.redis_url))
 
     assert deleted >= 1
-    assert message.recording_sid in twilio.deleted
+    assert message.recording_sid in twilio_api.deleted
     assert recording(message.recording_sid).deleted_from_twilio_at is not None
     assert twilio_sync.retry_deletions(settings, redis_client(settings.redis_url)) == 0 or (
-        message.recording_sid not in twilio.deleted[1:]
+        message.recording_sid not in twilio_api.deleted[1:]
     )
