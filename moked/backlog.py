@@ -20,9 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from moked import metrics
 from moked.db.models import Recording
-from moked.db.session import session_scope
+from moked.db.session import settings_session
 from moked.queue import transcription_queue
 from moked.recordings import WAITING_FOR_TRANSCRIPT
+from moked.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,17 @@ class Backlog:
     oldest_waiting_seconds: float | None
 
 
-def oldest_waiting_seconds(now: dt.datetime) -> float:
+def oldest_waiting_seconds(settings: Settings, now: dt.datetime) -> float:
     """Age of the oldest recording waiting for its transcript; 0 when none waits."""
     since = func.coalesce(Recording.completed_at, Recording.queued_at, Recording.created_at)
-    with session_scope() as session:
+    with settings_session(settings) as session:
         oldest = session.scalar(
             select(func.min(since)).where(Recording.processing_status.in_(WAITING_FOR_TRANSCRIPT))
         )
     return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
 
 
-def measure(redis: Redis, now: dt.datetime | None = None) -> Backlog:
+def measure(settings: Settings, redis: Redis, now: dt.datetime | None = None) -> Backlog:
     """Read the backlog and set its gauges; a store that is down leaves its gauges as they
     were (its own alert fires) and is reported as None."""
     now = now or dt.datetime.now(dt.UTC)
@@ -58,7 +59,7 @@ def measure(redis: Redis, now: dt.datetime | None = None) -> Backlog:
     except RedisError as exc:
         log.warning("backlog: redis unavailable (%s)", exc)
     try:
-        oldest = oldest_waiting_seconds(now)
+        oldest = oldest_waiting_seconds(settings, now)
     except SQLAlchemyError as exc:
         log.warning("backlog: postgres unavailable (%s)", type(exc).__name__)
     if depth is not None:

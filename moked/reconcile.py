@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from moked import backlog, metrics, recordings, twilio_sync
 from moked.db.models import Recording
-from moked.db.session import postgres_refuses, session_scope
+from moked.db.session import postgres_refuses, settings_session
 from moked.intake import InboundEvent, apply_event, utcnow
 from moked.queue import (
     LEASE_TTL_SECONDS,
@@ -76,7 +76,7 @@ def replay_spool(settings: Settings, redis: Redis) -> int:
     try:
         for path, event in spool.pending():
             try:
-                with session_scope() as session:
+                with settings_session(settings) as session:
                     effects = apply_event(session, event)
             except DBAPIError as exc:
                 if not postgres_refuses(exc):
@@ -172,7 +172,7 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
             if event is not None:
                 _count_fallback_once(path, offset, event)
                 try:
-                    with session_scope() as session:
+                    with settings_session(settings) as session:
                         effects = apply_event(session, event)
                 except DBAPIError as exc:
                     if not postgres_refuses(exc):
@@ -202,7 +202,7 @@ def requeue_stale(settings: Settings, redis: Redis) -> int:
     """Queue recordings that wait for a transcript but have no live job."""
     StartedJobRegistry(queue=transcription_queue(redis)).cleanup()
     cutoff = utcnow() - dt.timedelta(seconds=settings.reconcile_stale_after_seconds)
-    with session_scope() as session:
+    with settings_session(settings) as session:
         rows = session.execute(
             select(Recording.recording_sid, Recording.processing_status).where(
                 Recording.processing_status.in_(recordings.WAITING_FOR_TRANSCRIPT),
@@ -212,7 +212,7 @@ def requeue_stale(settings: Settings, redis: Redis) -> int:
     requeued = 0
     for recording_sid, status in rows:
         try:
-            requeued += _requeue_one(redis, recording_sid, status)
+            requeued += _requeue_one(settings, redis, recording_sid, status)
         except RETRYABLE:
             raise
         except Exception:
@@ -221,7 +221,9 @@ def requeue_stale(settings: Settings, redis: Redis) -> int:
     return requeued
 
 
-def _requeue_one(redis: Redis, recording_sid: str, status: ProcessingStatus) -> int:
+def _requeue_one(
+    settings: Settings, redis: Redis, recording_sid: str, status: ProcessingStatus
+) -> int:
     if requeue_abandoned(redis, recording_sid):
         # RQ says started, but the worker's lease expired: it died (SIGKILL, OOM).
         metrics.RECONCILER_REQUEUED.labels("abandoned").inc()
@@ -235,7 +237,7 @@ def _requeue_one(redis: Redis, recording_sid: str, status: ProcessingStatus) -> 
     if not enqueue_transcription(redis, recording_sid):
         return 0
     metrics.RECONCILER_REQUEUED.labels(status.value).inc()
-    with session_scope() as session:
+    with settings_session(settings) as session:
         recordings.mark_queued(session, recording_sid)
     return 1
 
@@ -258,7 +260,7 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         except Exception as exc:  # a bug in one step must not stop the others, or the process
             report.errors.append(f"{attribute}: {type(exc).__name__}: {exc}")
             log.exception("reconcile %s failed", attribute)
-    backlog.measure(redis)
+    backlog.measure(settings, redis)
     return report
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import exists, select
 
 from moked import metrics
 from moked.db.models import Call, Recording
-from moked.db.session import session_scope
+from moked.db.session import settings_session
 from moked.intake import InboundEvent, apply_event, utcnow
 from moked.queue import enqueue_transcription
 from moked.settings import Settings
@@ -80,7 +80,7 @@ def calls_missing_recordings(settings: Settings, limit: int = CALLS_PER_PASS) ->
         Recording.call_id == Call.id,
         Recording.processing_status != ProcessingStatus.AWAITING_MEDIA,
     )
-    with session_scope() as session:
+    with settings_session(settings) as session:
         return list(
             session.scalars(
                 select(Call.call_sid)
@@ -140,7 +140,7 @@ def recover_recordings(settings: Settings, redis: Redis) -> int:
         for remote in remotes:
             if remote.status not in ("completed", "absent"):
                 continue
-            with session_scope() as session:
+            with settings_session(settings) as session:
                 effects = apply_event(session, _event(settings, remote))
             if effects.enqueue_recording_sid:
                 enqueue_transcription(redis, effects.enqueue_recording_sid)
@@ -163,7 +163,7 @@ def retry_deletions(settings: Settings, redis: Redis) -> int:
     backoff = _backoff_for(settings)
     if not backoff.ready():
         return 0
-    with session_scope() as session:
+    with settings_session(settings) as session:
         sids = list(
             session.scalars(
                 select(Recording.recording_sid)
@@ -192,13 +192,13 @@ def retry_deletions(settings: Settings, redis: Redis) -> int:
             break
         backoff.succeeded()
         metrics.TWILIO_RECORDINGS_DELETED.labels("deleted").inc()
-        mark_deleted(sid)
+        mark_deleted(settings, sid)
         deleted += 1
     return deleted
 
 
-def mark_deleted(recording_sid: str) -> None:
-    with session_scope() as session:
+def mark_deleted(settings: Settings, recording_sid: str) -> None:
+    with settings_session(settings) as session:
         recording = session.scalar(
             select(Recording).where(Recording.recording_sid == recording_sid).with_for_update()
         )
@@ -220,5 +220,5 @@ def delete_now(settings: Settings, recording_sid: str) -> bool:
         log.warning("could not delete %s from Twilio (will retry): %s", recording_sid, exc)
         return False
     metrics.TWILIO_RECORDINGS_DELETED.labels("deleted").inc()
-    mark_deleted(recording_sid)
+    mark_deleted(settings, recording_sid)
     return True

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moked.settings import get_settings
+from moked.settings import Settings, get_settings
 
 
 def make_engine(
@@ -74,6 +74,12 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def settings_session(settings: Settings) -> AbstractContextManager[Session]:
+    """`session_scope` on the database of these settings (not the process's): a function
+    given settings must never write to another database than theirs."""
+    return session_scope(engine_for(settings.database_url))
 
 
 @contextmanager

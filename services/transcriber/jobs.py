@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from moked import metrics, recordings, twilio_sync
 from moked.db.models import Business, Call, Recording
-from moked.db.session import session_scope
+from moked.db.session import settings_session
 from moked.queue import MAX_ATTEMPTS, redis_client
 from moked.settings import Settings, get_settings
 from moked.statuses import JobOutcome, ProcessingStatus
@@ -64,9 +64,9 @@ def _language(session: Session, recording: Recording) -> str:
     return whisper_language(business_language)
 
 
-def claim(recording_sid: str) -> Claim:
+def claim(settings: Settings, recording_sid: str) -> Claim:
     """Start an attempt (`recordings.claim`); raises NothingToDo."""
-    with session_scope() as session:
+    with settings_session(settings) as session:
         recording = recordings.claim(session, recording_sid)
         return Claim(
             recording_sid=recording_sid,
@@ -103,7 +103,7 @@ def ensure_media(settings: Settings, claim_: Claim) -> tuple[Path, float | None]
     started = time.monotonic()
     stored = media.store(claim_.media_url, claim_.recording_sid, root, fetch_policy(settings))
     metrics.TRANSCRIPTION_DOWNLOAD_SECONDS.observe(time.monotonic() - started)
-    with session_scope() as session:
+    with settings_session(settings) as session:
         recordings.media_stored(
             session,
             claim_.recording_sid,
@@ -151,8 +151,8 @@ def _last_attempt(attempt: int) -> bool:
     return job is not None and not job.retries_left
 
 
-def _fail(recording_sid: str, message: str, *, final: bool) -> None:
-    with session_scope() as session:
+def _fail(settings: Settings, recording_sid: str, message: str, *, final: bool) -> None:
+    with settings_session(settings) as session:
         recordings.fail(session, recording_sid, message, final=final)
 
 
@@ -170,7 +170,7 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
     result: dict[str, Any] = {"recording_sid": recording_sid, "pid": os.getpid()}
     backend_name = settings.effective_backend.value
     try:
-        claimed = claim(recording_sid)
+        claimed = claim(settings, recording_sid)
     except recordings.NothingToDo as nothing:
         log.info("nothing to do for %s: %s", recording_sid, nothing)
         return _skipped(result, str(nothing), backend_name)
@@ -180,7 +180,7 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
     try:
         result["model_loads"] = load_count()
         audio, probed_seconds = ensure_media(settings, claimed)
-        with session_scope() as session:
+        with settings_session(settings) as session:
             transcribing = recordings.start_transcribing(session, recording_sid)
         if not transcribing:
             return _skipped(result, "finished by another job", backend_name)
@@ -189,7 +189,7 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     except TranscriptionError as exc:
         final = exc.permanent or _last_attempt(claimed.attempt)
-        _fail(recording_sid, exc.message, final=final)
+        _fail(settings, recording_sid, exc.message, final=final)
         outcome = JobOutcome.FAILED if final else JobOutcome.RETRY
         _count(outcome, backend_name)
         log.warning("%s attempt %d: %s (%s)", recording_sid, claimed.attempt, exc.message, outcome)
@@ -201,13 +201,13 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         message = f"{type(exc).__name__}: {exc}"
         final = _last_attempt(claimed.attempt)
         try:
-            _fail(recording_sid, message, final=final)
+            _fail(settings, recording_sid, message, final=final)
         except Exception:
             log.exception("could not record the failure of %s", recording_sid)
         _count(JobOutcome.FAILED if final else JobOutcome.RETRY, backend_name)
         raise
     audio_seconds = transcript.audio_seconds or probed_seconds
-    with session_scope() as session:
+    with settings_session(settings) as session:
         status = recordings.finish(
             session,
             recording_sid,

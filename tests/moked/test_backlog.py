@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete
+import pytest
+from sqlalchemy import delete, make_url
+from sqlalchemy.exc import OperationalError
 
 from moked import backlog, metrics
 from moked.db.models import Call, Recording
@@ -31,7 +33,7 @@ def test_backlog_gauges_measure_waiting_recordings_and_live_workers(stack: Stack
             )
         )
     try:
-        measured = backlog.measure(redis_client(stack.settings.redis_url), now=now)
+        measured = backlog.measure(stack.settings, redis_client(stack.settings.redis_url), now=now)
     finally:
         with session_scope() as session:
             session.execute(delete(Recording).where(Recording.recording_sid == recording_sid))
@@ -41,3 +43,15 @@ def test_backlog_gauges_measure_waiting_recordings_and_live_workers(stack: Stack
     assert measured.queue_depth is not None and measured.queue_depth >= 0
     assert measured.workers is not None
     assert metrics.TRANSCRIPTION_OLDEST_WAITING._value.get() == measured.oldest_waiting_seconds
+
+
+def test_the_backlog_reads_the_database_of_its_settings(stack: StackUnderTest) -> None:
+    """Given settings for another database, it reads that one (here: none is listening),
+    never the process's own."""
+    elsewhere = stack.settings.database_url.replace(
+        f":{make_url(stack.settings.database_url).port}/", ":9/"
+    )
+    settings = stack.settings.model_copy(update={"database_url": elsewhere})
+    with pytest.raises(OperationalError):
+        backlog.oldest_waiting_seconds(settings, dt.datetime.now(dt.UTC))
+    assert backlog.oldest_waiting_seconds(stack.settings, dt.datetime.now(dt.UTC)) >= 0
