@@ -22,11 +22,16 @@ class Spool:
         self.directory = directory
 
     def put(self, event: InboundEvent) -> Path:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Callers' numbers and messages: readable by the service's own user only (the
+        # webhooks write, the reconciler reads; one user natively and in the images).
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.directory.stat().st_mode & 0o077:
+            self.directory.chmod(0o700)
         name = f"{time.time_ns():020d}-{event.event_id}.json"
         final = self.directory / name
         temporary = self.directory / f".{name}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "w", encoding="utf-8") as handle:
             json.dump(event.to_json(), handle, ensure_ascii=False)
             handle.flush()
             os.fsync(handle.fileno())

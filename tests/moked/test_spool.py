@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,14 @@ def test_an_empty_or_missing_spool_has_nothing_pending(tmp_path: Path) -> None:
     assert list(Spool(tmp_path / "never-made").pending()) == []
     assert Spool(tmp_path / "never-made").count() == 0
     assert list(Spool(tmp_path).pending()) == []
+
+
+def test_spooled_events_are_private_to_the_service(tmp_path: Path) -> None:
+    """Callers' numbers wait here: the directory 0700 and each file 0600, even where the
+    directory was made before with looser modes."""
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    path = Spool(directory).put(_event())
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
