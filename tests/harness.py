@@ -52,7 +52,8 @@ def make_test_settings(state_dir: Path, **overrides: object) -> Settings:
         "redis_exporter_port": free_port(),
         "alert_webhook_url": f"http://127.0.0.1:{free_port()}/alerts",
         "database_url": f"postgresql+psycopg2://moked:{password}@127.0.0.1:{free_port()}/moked",
-        "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+        # Redis asks for a password, as in `make up` (.env.example).
+        "redis_url": f"redis://:{secrets.token_hex(8)}@127.0.0.1:{free_port()}/0",
         "twilio_account_sid": TEST_ACCOUNT_SID,
         "twilio_auth_token": secrets.token_hex(16),
         # Tests never reach Twilio: the REST API points at a closed loopback port unless a

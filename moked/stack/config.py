@@ -12,6 +12,7 @@ import os
 import shutil
 import string
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from moked.settings import Settings
 from moked.stack.layout import REPO_ROOT as REPO_ROOT
@@ -80,9 +81,19 @@ def nginx_variables(layout: StackLayout) -> dict[str, str]:
     }
 
 
+def _redis_quoted(value: str) -> str:
+    """A value as redis.conf reads a double-quoted string."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def redis_config(layout: StackLayout) -> str:
+    # The password in REDIS_URL, if any, is the one Redis asks for: another local user
+    # must not read or write the queue.
+    password = urlsplit(layout.settings.redis_url).password
+    auth = [f"requirepass {_redis_quoted(unquote(password))}"] if password else []
     return "\n".join(
         [
+            *auth,
             "bind 127.0.0.1",
             f"port {layout.redis_port}",
             f"dir {layout.redis_dir}",
@@ -219,3 +230,5 @@ def prepare_dirs(layout: StackLayout) -> None:
             shutil.chown(layout.pg_socket_dir, "postgres")
     else:
         layout.pg_socket_dir.mkdir(exist_ok=True)
+    if layout.pg_socket_dir.exists():
+        layout.pg_socket_dir.chmod(0o700)

@@ -41,7 +41,14 @@ class StackLayout:
 
     @property
     def pg_socket_dir(self) -> Path:
+        """Postgres's Unix socket: 0700, so no other local user reaches it."""
         return self.run_dir / "postgres"
+
+    @property
+    def pg_superuser_password_file(self) -> Path:
+        """The cluster superuser's password (0600), made when the cluster is created: local
+        connections need it too (scram-sha-256), not only a shell on the machine."""
+        return self.state_dir / "postgres-superuser.secret"
 
     @property
     def redis_dir(self) -> Path:

@@ -82,28 +82,44 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 def init_postgres(layout: StackLayout) -> None:
+    """Create the cluster once: scram-sha-256 for every connection, socket or TCP, with a
+    generated superuser password kept in `pg_superuser_password_file`."""
     if (layout.pgdata / "PG_VERSION").exists():
         return
     layout.pgdata.mkdir(parents=True, exist_ok=True)
     layout.pgdata.chmod(0o700)
+    password = secrets.token_urlsafe(24)
+    secret = layout.pg_superuser_password_file
+    secret.touch(mode=0o600)
+    secret.chmod(0o600)
+    secret.write_text(password + "\n", encoding="utf-8")
+    # initdb (as postgres) reads the password from a file of its own, removed at once.
+    pwfile = layout.pgdata.parent / f".initdb-{secrets.token_hex(4)}"
+    pwfile.touch(mode=0o600)
+    pwfile.write_text(password + "\n", encoding="utf-8")
     if running_as_root():
         shutil.chown(layout.pgdata, "postgres", "postgres")
-    _run(
-        _as_postgres(
-            [
-                str(postgres_bin() / "initdb"),
-                "-D",
-                str(layout.pgdata),
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-            ]
+        shutil.chown(pwfile, "postgres", "postgres")
+    try:
+        _run(
+            _as_postgres(
+                [
+                    str(postgres_bin() / "initdb"),
+                    "-D",
+                    str(layout.pgdata),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                ]
+            )
         )
-    )
+    finally:
+        pwfile.unlink(missing_ok=True)
 
 
 def wait_for(what: str, probe: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -118,12 +134,17 @@ def wait_for(what: str, probe: Callable[[], bool], timeout: float = 60.0) -> Non
     raise StackError(f"{what} did not become ready within {timeout:.0f} s")
 
 
-def _superuser_connection(layout: StackLayout) -> psycopg2.extensions.connection:
+def superuser_connection(layout: StackLayout) -> psycopg2.extensions.connection:
+    """The cluster's superuser, on the private socket, with its password (a cluster made
+    before passwords were, with trust for local connections, still opens without one)."""
     _, port, _, _, _ = layout.database
+    secret = layout.pg_superuser_password_file
+    password = secret.read_text(encoding="utf-8").strip() if secret.exists() else None
     connection = psycopg2.connect(
         host=str(layout.pg_socket_dir),
         port=port,
         user="postgres",
+        password=password,
         dbname="postgres",
         connect_timeout=2,
     )
@@ -133,9 +154,9 @@ def _superuser_connection(layout: StackLayout) -> psycopg2.extensions.connection
 
 def ensure_database(layout: StackLayout) -> None:
     """Create the application role and database once; set the password every time."""
-    wait_for("postgres", lambda: bool(_superuser_connection(layout).close() or True))
+    wait_for("postgres", lambda: bool(superuser_connection(layout).close() or True))
     _, _, user, password, name = layout.database
-    connection = _superuser_connection(layout)
+    connection = superuser_connection(layout)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,))
@@ -179,9 +200,12 @@ def supervisor_running(layout: StackLayout) -> bool:
     return result.returncode == 0 and result.stdout.strip().isdigit()
 
 
-def _write_if_changed(path: Path, content: str) -> bool:
+def _write_if_changed(path: Path, content: str, mode: int = 0o644) -> bool:
     if path.exists() and path.read_text(encoding="utf-8") == content:
+        path.chmod(mode)
         return False
+    path.touch(mode=mode)
+    path.chmod(mode)
     path.write_text(content, encoding="utf-8")
     return True
 
@@ -196,7 +220,8 @@ def render(layout: StackLayout) -> dict[str, bool]:
         layout.nginx_conf,
         render_nginx(NGINX_TEMPLATE.read_text(encoding="utf-8"), nginx_variables(layout)),
     )
-    changed["redis"] = _write_if_changed(layout.redis_conf, redis_config(layout))
+    # It holds Redis's password.
+    changed["redis"] = _write_if_changed(layout.redis_conf, redis_config(layout), mode=0o600)
     sections = program_sections(layout)
     changed["supervisord"] = _write_if_changed(
         layout.supervisord_conf, supervisord_config(layout, sections)

@@ -41,6 +41,7 @@ REQUIRED_SECRETS = {
     "TWILIO_AUTH_TOKEN",
     "SECRET_KEY",
     "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
     "TLS_CERT_DIR",
 }
@@ -235,6 +236,7 @@ def test_the_apps_environment_loads_in_production(services: dict[str, dict[str, 
         "TWILIO_AUTH_TOKEN": "f" * 32,
         "SECRET_KEY": "e" * 64,
         "POSTGRES_PASSWORD": "d" * 24,
+        "REDIS_PASSWORD": "c" * 24,
     }
 
     def interpolate(text: str) -> str:

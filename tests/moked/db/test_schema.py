@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from moked.db.migrate import alembic_config
 from moked.db.models import Base, Call, call_time
-from moked.stack.native import _superuser_connection
+from moked.stack.native import superuser_connection
 from tests.harness import StackUnderTest
 
 
@@ -24,7 +24,7 @@ def scratch_url(stack: StackUnderTest) -> Iterator[str]:
     """A throwaway database owned by the application role."""
     name = f"scratch_{secrets.token_hex(4)}"
     owner = make_url(stack.settings.database_url).username
-    admin = _superuser_connection(stack.layout)
+    admin = superuser_connection(stack.layout)
     try:
         with admin.cursor() as cursor:
             cursor.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
