@@ -19,7 +19,6 @@ from crm_ui.queries import CallFilters, list_calls
 from moked.accounts import user_for_token
 from moked.calls import describe_call
 from moked.db.models import Call
-from moked.recordings import main_recording
 from moked.settings import Settings
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -46,11 +45,10 @@ def call_json(call: Call, user: CurrentUser) -> dict[str, Any]:
     data = describe_call(call, settings.recordings_dir)
     if data["transcription_error"] and not user.is_admin:
         data["transcription_error"] = failure_reason(data["transcription_error"])
-    recording = main_recording(call.recordings)
     audio_url = None
-    if recording is not None and recording.local_path:
+    if data["recording_path"]:  # the main recording has audio on this server
         audio_url = settings.public_url(
-            url_for("calls.audio", recording_sid=recording.recording_sid)
+            url_for("calls.audio", recording_sid=data["recording_sid"])
         )
     data["audio_url"] = audio_url
     return data
