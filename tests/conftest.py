@@ -22,6 +22,7 @@ from tests.harness import (
     stop_test_stack,
 )
 from tests.helpers import unique_number
+from tests.services.transcriber.doubles import TwilioDouble
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +66,18 @@ def english_business(make_business) -> Business:  # type: ignore[no-untyped-def]
     business's language is what the worker asks Whisper for."""
     business: Business = make_business(language="en-US")
     return business
+
+
+@pytest.fixture(scope="session")
+def twilio_api(stack: StackUnderTest) -> Iterator[TwilioDouble]:
+    """Twilio's REST API and media host on loopback (tests/services/transcriber/doubles.py);
+    `twilio` is Twilio's side of the webhooks, in-process."""
+    double = TwilioDouble(
+        account_sid=stack.settings.twilio_account_sid,
+        auth_token=stack.settings.twilio_auth_token.get_secret_value(),
+    ).start()
+    yield double
+    double.stop()
 
 
 # --- the apps in-process (tests/apps.py): fast tests on the test client -------------------

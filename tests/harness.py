@@ -124,7 +124,7 @@ class StackUnderTest:
     def post(
         self,
         path: str,
-        params: Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]],
+        params: FormInput,
         *,
         query: str = "",
         signed: bool = True,
@@ -132,25 +132,45 @@ class StackUnderTest:
         timeout: float = 15.0,
     ) -> requests.Response:
         """POST as Twilio does: form-encoded, signed over PUBLIC_HOST + path + query."""
-        url = self.base + path + (f"?{query}" if query else "")
-        if isinstance(params, Mapping):
-            pairs: list[tuple[str, str]] = []
-            for key, value in params.items():
-                values = [value] if isinstance(value, str) else list(value)
-                pairs += [(key, v) for v in values]
-        else:
-            pairs = list(params)
-        headers = {"User-Agent": "TwilioProxy/1.1"}
-        if signed:
-            multi: dict[str, list[str]] = {}
-            for key, value in pairs:
-                multi.setdefault(key, []).append(value)
-            headers[SIGNATURE_HEADER] = signature or sign(
-                self.settings.twilio_auth_token.get_secret_value(), url, FormParams(multi)
-            )
+        url, pairs, headers = twilio_form(
+            self.settings, path, params, query=query, signed=signed, signature=signature
+        )
         return requests.post(
             url, data=pairs, headers=headers, timeout=timeout, allow_redirects=False
         )
+
+
+FormInput = Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]]
+
+
+def twilio_form(
+    settings: Settings,
+    path: str,
+    params: FormInput,
+    *,
+    query: str = "",
+    signed: bool = True,
+    signature: str | None = None,
+) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """What Twilio sends for a webhook: the URL it signs (PUBLIC_HOST + path + query), the
+    form's pairs (a name sent twice keeps both values) and the headers, signature included.
+    Used by `StackUnderTest.post` (through nginx) and tests/apps.py (in-process)."""
+    url = settings.public_base + path + (f"?{query}" if query else "")
+    if isinstance(params, Mapping):
+        pairs: list[tuple[str, str]] = []
+        for key, value in params.items():
+            values = [value] if isinstance(value, str) else list(value)
+            pairs += [(key, v) for v in values]
+    else:
+        pairs = list(params)
+    headers = {"User-Agent": "TwilioProxy/1.1"}
+    if signed:
+        multi: dict[str, list[str]] = {}
+        for key, value in pairs:
+            multi.setdefault(key, []).append(value)
+        token = settings.twilio_auth_token.get_secret_value()
+        headers[SIGNATURE_HEADER] = signature or sign(token, url, FormParams(multi))
+    return url, pairs, headers
 
 
 def _all_running(layout: StackLayout) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from moked import recordings
 from moked.recordings import StoredMedia
 from moked.statuses import ProcessingStatus, RecordingStatus
+from tests.apps import TwilioClient
 from tests.harness import TEST_ACCOUNT_SID
 
 # Numbers the tests create: consecutive from a random start, so none repeats within a
@@ -58,6 +59,7 @@ def settle(
     transcript: str = "",
     media: StoredMedia | None = None,
     model: str = "test-fixture",
+    error: str = "simulated failure",
 ) -> None:
     """Take a recording to `status` the way Twilio and a worker would, through the state
     machine (moked.recordings), in the caller's transaction."""
@@ -78,7 +80,7 @@ def settle(
     if status is ProcessingStatus.DOWNLOADING:
         return
     if status is ProcessingStatus.FAILED:
-        recordings.fail(session, recording_sid, "simulated failure", final=True)
+        recordings.fail(session, recording_sid, error, final=True)
         return
     recordings.start_transcribing(session, recording_sid)
     if status is ProcessingStatus.TRANSCRIBING:
@@ -87,3 +89,22 @@ def settle(
     assert status is recordings.finish(
         session, recording_sid, recordings.Transcript(text, "he", "local", model)
     ), f"{recording_sid} did not become {status}"
+
+
+def recorded_call(
+    twilio: TwilioClient, to: str, media_url: str | None = None, **recorded: str
+) -> tuple[str, str]:
+    """A caller left a message: `incoming_call` and the `<Record>` action, signed, to the
+    in-process webhooks; the recording waits for Twilio's status callback (take it on with
+    `settle`). Returns (CallSid, RecordingSid). `media_url` may name `{recording_sid}`; it
+    defaults to a host that is not Twilio's, so a worker that takes the recording refuses it
+    at once, offline."""
+    call_sid, recording_sid = new_call_sid(), new_recording_sid()
+    params = call_params(call_sid, to)
+    assert twilio.post("/webhook/incoming_call", params).status_code == 200
+    url = (media_url or "https://media.example.invalid/Recordings/{recording_sid}").format(
+        recording_sid=recording_sid
+    )
+    action = {**params, "RecordingSid": recording_sid, "RecordingUrl": url, **recorded}
+    assert twilio.post("/webhook/handle_recording", action).status_code == 200
+    return call_sid, recording_sid

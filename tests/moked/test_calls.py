@@ -18,10 +18,10 @@ from moked.accounts import Role, add_user, create_token
 from moked.calls import SCHEMA_PATH
 from moked.db.models import Business, Call, CallTag, Tag, User
 from moked.db.session import session_scope
-from moked.statuses import RecordingStatus
+from moked.statuses import ProcessingStatus
 from tests.apps import TwilioClient
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid, new_recording_sid
+from tests.helpers import call_params, new_call_sid, recorded_call, settle
 
 TRANSCRIPT = "שלום, זה דני, תחזרו אליי בבקשה"
 
@@ -38,26 +38,21 @@ def _transcribed_call(
 ) -> tuple[str, str]:
     """A call through the webhooks, its recording taken to `ready` through the state
     machine (as the transcriber would), a tag and an assignee added as staff would."""
-    call_sid, recording_sid = new_call_sid(), new_recording_sid()
-    params = call_params(call_sid, business.numbers[0].e164)
-    assert twilio.post("/webhook/incoming_call", params).status_code == 200
-    media = f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{recording_sid}"
-    recorded = {**params, "RecordingSid": recording_sid, "RecordingUrl": media}
-    answer = twilio.post("/webhook/handle_recording", {**recorded, "RecordingDuration": "7"})
-    assert answer.status_code == 200
-    done = {**params, "CallStatus": "completed", "CallDuration": "21", "SequenceNumber": "4"}
+    to = business.numbers[0].e164
+    call_sid, recording_sid = recorded_call(twilio, to, RecordingDuration="7")
+    done = call_params(call_sid, to, CallStatus="completed", CallDuration="21", SequenceNumber="4")
     assert twilio.post("/webhook/call_status", done).data == b"OK"
     relative = f"{business.id}/{recording_sid}.mp3"
     with session_scope() as session:
-        recording = recordings.lock(session, recording_sid)
-        assert recording is not None
-        recordings.media_reported(recording, RecordingStatus.COMPLETED, recordings.utcnow())
-        recordings.claim(session, recording_sid)
         stored = recordings.StoredMedia(relative, "audio/mpeg", 1234, 7.0)
-        assert recordings.media_stored(session, recording_sid, stored)
-        assert recordings.start_transcribing(session, recording_sid)
-        transcript = recordings.Transcript(TRANSCRIPT, "he", "local", "test-model", 7.0)
-        assert recordings.finish(session, recording_sid, transcript) is not None
+        settle(
+            session,
+            recording_sid,
+            ProcessingStatus.READY,
+            transcript=TRANSCRIPT,
+            media=stored,
+            model="test-model",
+        )
         call = session.scalar(select(Call).where(Call.call_sid == call_sid))
         assert call is not None
         tag = Tag(business_id=business.id, name="לחזור")

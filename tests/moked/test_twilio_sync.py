@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import select, update
 
 from moked import twilio_sync
@@ -21,17 +19,6 @@ from tests.helpers import call_params, new_call_sid, new_recording_sid
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, VOICEMAIL_WORDS, telephone_mp3
 from tests.services.transcriber.conftest import leave_voicemail, recording, wait_for, words_in
 from tests.services.transcriber.doubles import TwilioDouble
-
-
-@pytest.fixture(scope="module")
-def twilio_api(stack: StackUnderTest) -> Iterator[TwilioDouble]:
-    """Twilio's REST API and media host on loopback (`twilio` is the in-process webhooks)."""
-    double = TwilioDouble(
-        account_sid=stack.settings.twilio_account_sid,
-        auth_token=stack.settings.twilio_auth_token.get_secret_value(),
-    ).start()
-    yield double
-    double.stop()
 
 
 def _completed_call(stack: StackUnderTest, to: str, minutes_ago: int = 2) -> str:

@@ -14,32 +14,20 @@ from moked import recordings
 from moked.accounts import Role, add_user
 from moked.db.models import Business
 from moked.db.session import session_scope
-from moked.statuses import ProcessingStatus, RecordingStatus
+from moked.statuses import ProcessingStatus
 from tests.apps import TwilioClient
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid, new_recording_sid
+from tests.helpers import recorded_call, settle
 
 PASSWORD = "correct-horse-battery"
 
 
 def _call_with_recording(twilio: TwilioClient, business: Business, text: str) -> tuple[str, str]:
     """A call whose recording the state machine took to ready (text) or empty (blank)."""
-    call_sid, recording_sid = new_call_sid(), new_recording_sid()
-    params = call_params(call_sid, business.numbers[0].e164)
-    assert twilio.post("/webhook/incoming_call", params).status_code == 200
-    # Not a Twilio host: a worker that takes the recording refuses it at once, offline.
-    media = f"https://media.example.invalid/Recordings/{recording_sid}"
-    recorded = {**params, "RecordingSid": recording_sid, "RecordingUrl": media}
-    assert twilio.post("/webhook/handle_recording", recorded).status_code == 200
+    call_sid, recording_sid = recorded_call(twilio, business.numbers[0].e164)
+    status = ProcessingStatus.READY if text.strip() else ProcessingStatus.EMPTY
     with session_scope() as session:
-        recording = recordings.lock(session, recording_sid)
-        assert recording is not None
-        recordings.media_reported(recording, RecordingStatus.COMPLETED, recordings.utcnow())
-        recordings.claim(session, recording_sid)
-        recordings.start_transcribing(session, recording_sid)
-        recordings.finish(
-            session, recording_sid, recordings.Transcript(text, "he", "local", "test")
-        )
+        settle(session, recording_sid, status, transcript=text, model="test")
     return call_sid, recording_sid
 
 

@@ -14,14 +14,13 @@ from flask import Flask
 
 from crm_ui.messages import HEBREW
 from crm_ui.present import SERVICE_FAILED, failure_reason
-from moked import recordings
 from moked.accounts import Role
 from moked.db.models import Business
 from moked.db.session import session_scope
-from moked.statuses import RecordingStatus
+from moked.statuses import ProcessingStatus
 from tests.apps import TwilioClient
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid, new_recording_sid
+from tests.helpers import recorded_call, settle
 from tests.services.crm_ui.test_hostile_queries import PASSWORD, new_user, sign_in
 
 ACCOUNT_PATH = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings"
@@ -72,18 +71,10 @@ def test_every_stored_error_has_a_plain_translated_reason(stored: str | None, re
 
 def _failed_call(twilio: TwilioClient, business: Business, error: str) -> tuple[str, str]:
     """A call whose recording a worker failed for good with `error`, via the state machine."""
-    call_sid, recording_sid = new_call_sid(), new_recording_sid()
-    params = call_params(call_sid, business.numbers[0].e164)
-    assert twilio.post("/webhook/incoming_call", params).status_code == 200
-    media = f"https://api.twilio.com{ACCOUNT_PATH}/{recording_sid}"
-    recorded = {**params, "RecordingSid": recording_sid, "RecordingUrl": media}
-    assert twilio.post("/webhook/handle_recording", recorded).status_code == 200
+    media = "https://api.twilio.com" + ACCOUNT_PATH + "/{recording_sid}"
+    call_sid, recording_sid = recorded_call(twilio, business.numbers[0].e164, media)
     with session_scope() as session:  # one transaction: no worker sees it half-way
-        recording = recordings.lock(session, recording_sid)
-        assert recording is not None
-        recordings.media_reported(recording, RecordingStatus.COMPLETED, recordings.utcnow())
-        recordings.claim(session, recording_sid)
-        recordings.fail(session, recording_sid, error, final=True)
+        settle(session, recording_sid, ProcessingStatus.FAILED, error=error)
     return call_sid, recording_sid
 
 

@@ -16,15 +16,13 @@ from tests.harness import StackUnderTest
 from tests.services.crm_ui.conftest import PASSWORD
 from tests.services.crm_ui.test_browser import login
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, telephone_mp3
-from tests.services.transcriber.conftest import leave_voicemail, twilio, wait_for
+from tests.services.transcriber.conftest import leave_voicemail, wait_for
 from tests.services.transcriber.doubles import TwilioDouble
-
-__all__ = ["twilio"]  # the Twilio media double, a session fixture of the transcriber tests
 
 
 @pytest.mark.slow
 def test_voicemail_reaches_the_inbox_and_its_transcript_appears_live(
-    stack: StackUnderTest, twilio: TwilioDouble, make_business: Any, browser: Any
+    stack: StackUnderTest, twilio_api: TwilioDouble, make_business: Any, browser: Any
 ) -> None:
     business = make_business(name=f"Bakery {secrets.token_hex(3)}", language="en-US")
     email = f"baker-{secrets.token_hex(3)}@bakery.test"
@@ -36,7 +34,7 @@ def test_voicemail_reaches_the_inbox_and_its_transcript_appears_live(
         login(page, stack.base, email)
         page.evaluate("window.__sameDocument = true")
 
-        message = leave_voicemail(stack, twilio, business, telephone_mp3(VOICEMAIL_TEXT))
+        message = leave_voicemail(stack, twilio_api, business, telephone_mp3(VOICEMAIL_TEXT))
         row = page.locator(f"tr[data-call-sid='{message.call_sid}']")
         row.wait_for(timeout=30000)
         done = wait_for(message.recording_sid)

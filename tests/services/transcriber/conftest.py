@@ -4,7 +4,6 @@ the real webhooks (nginx → gunicorn → Postgres → Redis → transcriber wor
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -19,16 +18,6 @@ from tests.services.transcriber.doubles import TwilioDouble
 FINAL = ("ready", "empty", "failed", "absent")
 
 
-@pytest.fixture(scope="session")
-def twilio(stack: StackUnderTest) -> Iterator[TwilioDouble]:
-    double = TwilioDouble(
-        account_sid=stack.settings.twilio_account_sid,
-        auth_token=stack.settings.twilio_auth_token.get_secret_value(),
-    ).start()
-    yield double
-    double.stop()
-
-
 @dataclass(frozen=True)
 class Voicemail:
     call_sid: str
@@ -37,7 +26,7 @@ class Voicemail:
 
 def leave_voicemail(
     stack: StackUnderTest,
-    twilio: TwilioDouble,
+    twilio_api: TwilioDouble,
     business: Business,
     audio: bytes,
     *,
@@ -47,7 +36,7 @@ def leave_voicemail(
 ) -> Voicemail:
     """A caller leaves a message: Twilio's three webhooks, signed, through nginx."""
     call_sid, recording_sid = new_call_sid(), new_recording_sid()
-    url = twilio.publish(recording_sid, audio, not_ready=not_ready, content_type=content_type)
+    url = twilio_api.publish(recording_sid, audio, not_ready=not_ready, content_type=content_type)
     to = business.numbers[0].e164
     answered = stack.post("/webhook/incoming_call", call_params(call_sid, to))
     assert answered.status_code == 200, answered.text

@@ -1,6 +1,6 @@
 """transcriber/jobs.py: one attempt at one recording, `process(settings, sid)` called
 in-process (no worker) on the test run's Postgres, with a stand-in speech-to-text backend;
-the media comes from the loopback Twilio (`twilio`, tests/services/transcriber/conftest.py).
+the media comes from the loopback Twilio (`twilio_api`, tests/conftest.py).
 
 The recordings are made directly in Postgres and never queued, so the stack's workers do
 not race these calls (its reconciler would queue one only seconds after it waited).
@@ -132,12 +132,12 @@ def test_media_on_a_host_not_allowed_fails_the_recording_at_once(
 
 
 def test_a_transient_failure_is_retried_until_the_attempts_run_out(
-    stack: StackUnderTest, twilio: TwilioDouble, backend, make_recording: Callable[..., str]
+    stack: StackUnderTest, twilio_api: TwilioDouble, backend, make_recording: Callable[..., str]
 ) -> None:
     """Twilio refuses the credentials (401): transient (configuration can be fixed), so the
     job raises for RQ to retry; the MAX_ATTEMPTS-th attempt fails the recording."""
     sid = new_recording_sid()
-    make_recording(twilio.publish(sid, b"never served"), recording_sid=sid)
+    make_recording(twilio_api.publish(sid, b"never served"), recording_sid=sid)
     revoked = stack.settings.model_copy(update={"twilio_auth_token": SecretStr("revoked")})
 
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -149,7 +149,7 @@ def test_a_transient_failure_is_retried_until_the_attempts_run_out(
         if attempt < MAX_ATTEMPTS:
             assert row.processing_status is ProcessingStatus.AWAITING_TRANSCRIPTION
     assert row.processing_status is ProcessingStatus.FAILED
-    assert len(twilio.gets_of(sid)) == MAX_ATTEMPTS
+    assert len(twilio_api.gets_of(sid)) == MAX_ATTEMPTS
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_a_transient_failure_is_retried_until_the_attempts_run_out(
 )
 def test_the_media_is_fetched_once_and_the_transcript_stored(
     stack: StackUnderTest,
-    twilio: TwilioDouble,
+    twilio_api: TwilioDouble,
     backend,
     make_recording: Callable[..., str],
     heard: str,
@@ -167,7 +167,7 @@ def test_the_media_is_fetched_once_and_the_transcript_stored(
     settings: Settings = stack.settings
     fake = backend(heard)
     sid = new_recording_sid()
-    make_recording(twilio.publish(sid, telephone_mp3("Call me back.")), recording_sid=sid)
+    make_recording(twilio_api.publish(sid, telephone_mp3("Call me back.")), recording_sid=sid)
 
     result = jobs.process(settings, sid)
 
@@ -179,8 +179,8 @@ def test_the_media_is_fetched_once_and_the_transcript_stored(
     assert row.local_path is not None
     audio = settings.recordings_dir / row.local_path
     assert fake.heard == [(audio, "en")]  # the business speaks en-US
-    assert audio.read_bytes() == twilio.media[sid].body
-    assert [s.authorized for s in twilio.gets_of(sid)] == [True]
+    assert audio.read_bytes() == twilio_api.media[sid].body
+    assert [s.authorized for s in twilio_api.gets_of(sid)] == [True]
     assert jobs.process(settings, sid)["outcome"] == JobOutcome.SKIPPED
     with session_scope() as session:
         assert session.scalar(select(Recording.attempts).where(Recording.recording_sid == sid)) == 1

@@ -39,7 +39,7 @@ def openai_server(stack: StackUnderTest) -> Iterator[OpenAICompatibleServer]:
 
 @pytest.fixture
 def openai_worker(
-    stack: StackUnderTest, twilio: TwilioDouble, openai_server: OpenAICompatibleServer
+    stack: StackUnderTest, twilio_api: TwilioDouble, openai_server: OpenAICompatibleServer
 ) -> Iterator[int]:
     """The stack's own transcriber stopped; an openai-backend one in its place."""
     port = free_port()
@@ -54,7 +54,7 @@ def openai_worker(
         "OPENAI_TIMEOUT_SECONDS": "60",
         "TRANSCRIBER_METRICS_PORT": str(port),
         "RECORDING_DELETE_FROM_TWILIO": "true",
-        "TWILIO_API_BASE": twilio.base,
+        "TWILIO_API_BASE": twilio_api.base,
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="moked-openai-metrics-"),
     }
     stack.supervisorctl("stop", "transcriber")
@@ -73,12 +73,12 @@ def openai_worker(
 
 def test_openai_backend_transcribes_through_the_openai_client(
     stack: StackUnderTest,
-    twilio: TwilioDouble,
+    twilio_api: TwilioDouble,
     english_business,
     openai_server: OpenAICompatibleServer,
     openai_worker: int,
 ):
-    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    message = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT))
 
     done = wait_for(message.recording_sid)
 
@@ -94,7 +94,9 @@ def test_openai_backend_transcribes_through_the_openai_client(
     # RECORDING_DELETE_FROM_TWILIO: Twilio's copy deleted once ours was verified and used.
     deleted = _eventually(lambda: recording(message.recording_sid).deleted_from_twilio_at)
     assert deleted is not None
-    assert twilio.deleted == [message.recording_sid] or message.recording_sid in twilio.deleted
+    assert (
+        twilio_api.deleted == [message.recording_sid] or message.recording_sid in twilio_api.deleted
+    )
     assert (stack.settings.recordings_dir / str(done.local_path)).is_file()
     # The worker's metrics survive the job and are served by the service.
     text = _metrics(openai_worker)
@@ -121,14 +123,16 @@ def _metrics(port: int, timeout: float = 30) -> str:
 
 def test_openai_refusal_fails_at_once_with_openais_reason(
     stack: StackUnderTest,
-    twilio: TwilioDouble,
+    twilio_api: TwilioDouble,
     english_business,
     openai_server: OpenAICompatibleServer,
     openai_worker: int,
 ):
     openai_server.fail_with = (400, "Audio file might be corrupted or unsupported")
     try:
-        message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+        message = leave_voicemail(
+            stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT)
+        )
         done = wait_for(message.recording_sid)
     finally:
         openai_server.fail_with = None

@@ -26,10 +26,10 @@ from tests.services.transcriber.doubles import TwilioDouble
 
 
 def test_voicemail_is_fetched_with_auth_after_404s_and_transcribed(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
     message = leave_voicemail(
-        stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT), not_ready=2
+        stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT), not_ready=2
     )
 
     done = wait_for(message.recording_sid)
@@ -44,7 +44,7 @@ def test_voicemail_is_fetched_with_auth_after_404s_and_transcribed(
     assert done.audio_seconds is not None and done.audio_seconds > 5
     assert done.queued_at <= done.processing_started_at <= done.processing_finished_at
     # Twilio answered 404 twice, then served the file; every request carried the credentials.
-    gets = twilio.gets_of(message.recording_sid)
+    gets = twilio_api.gets_of(message.recording_sid)
     assert [g.status for g in gets] == [404, 404, 200]
     assert all(g.authorized for g in gets)
     assert gets[-1].path.endswith(".mp3")
@@ -59,9 +59,9 @@ def test_voicemail_is_fetched_with_auth_after_404s_and_transcribed(
 
 
 def test_call_show_prints_the_transcript(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    message = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT))
     wait_for(message.recording_sid)
 
     shown = subprocess.run(
@@ -79,12 +79,12 @@ def test_call_show_prints_the_transcript(
 
 
 def test_a_job_for_a_ready_recording_changes_nothing(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    message = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT))
     first = wait_for(message.recording_sid)
     redis = redis_client(stack.settings.redis_url)
-    fetches = len(twilio.gets_of(message.recording_sid))
+    fetches = len(twilio_api.gets_of(message.recording_sid))
 
     # Twilio retries its callback; an operator re-queues by hand: both are no-ops now.
     again = stack.post(
@@ -93,7 +93,7 @@ def test_a_job_for_a_ready_recording_changes_nothing(
             "CallSid": message.call_sid,
             "AccountSid": stack.settings.twilio_account_sid,
             "RecordingSid": message.recording_sid,
-            "RecordingUrl": twilio.recording_url(message.recording_sid),
+            "RecordingUrl": twilio_api.recording_url(message.recording_sid),
             "RecordingStatus": "completed",
         },
     )
@@ -107,16 +107,18 @@ def test_a_job_for_a_ready_recording_changes_nothing(
     assert after.transcript == first.transcript
     assert after.attempts == first.attempts
     assert after.processing_finished_at == first.processing_finished_at
-    assert len(twilio.gets_of(message.recording_sid)) == fetches
+    assert len(twilio_api.gets_of(message.recording_sid)) == fetches
 
 
 def test_the_model_is_loaded_once_per_worker_process(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
     redis = redis_client(stack.settings.redis_url)
     results = []
     for _ in range(3):
-        message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+        message = leave_voicemail(
+            stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT)
+        )
         wait_for(message.recording_sid)
         results.append(_wait_result(fetch_job(redis, message.recording_sid)))
 
@@ -132,11 +134,11 @@ def test_the_model_is_loaded_once_per_worker_process(
 
 
 def test_bad_file_fails_silence_is_empty_and_others_are_unaffected(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    broken = leave_voicemail(stack, twilio, english_business, NOT_AUDIO)
-    silent = leave_voicemail(stack, twilio, english_business, silence_mp3())
-    good = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    broken = leave_voicemail(stack, twilio_api, english_business, NOT_AUDIO)
+    silent = leave_voicemail(stack, twilio_api, english_business, silence_mp3())
+    good = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT))
 
     failed = wait_for(broken.recording_sid)
     empty = wait_for(silent.recording_sid)
@@ -169,11 +171,11 @@ def _wait_result(job: Job, timeout: float = 240) -> dict:  # type: ignore[type-a
 
 
 def test_operator_retries_a_failed_recording_once_the_cause_is_fixed(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    message = leave_voicemail(stack, twilio, english_business, NOT_AUDIO)
+    message = leave_voicemail(stack, twilio_api, english_business, NOT_AUDIO)
     assert wait_for(message.recording_sid).processing_status.value == "failed"
-    twilio.publish(message.recording_sid, telephone_mp3(VOICEMAIL_TEXT))  # fixed upstream
+    twilio_api.publish(message.recording_sid, telephone_mp3(VOICEMAIL_TEXT))  # fixed upstream
 
     retried = subprocess.run(
         [sys.executable, "-m", "moked.cli", "recording", "retry", message.recording_sid],

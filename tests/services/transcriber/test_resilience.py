@@ -38,9 +38,9 @@ def _worker_running(stack: StackUnderTest, job_id: str, timeout: float = 240) ->
 
 
 def test_worker_killed_mid_job_still_ends_ready_with_one_transcript(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
-    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(LONG_TEXT))
+    message = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(LONG_TEXT))
     worker = _worker_running(stack, message.recording_sid)
 
     os.kill(worker.pid, signal.SIGKILL)
@@ -50,19 +50,21 @@ def test_worker_killed_mid_job_still_ends_ready_with_one_transcript(
     assert done.attempts == 2, "the killed attempt, then the one that finished"
     assert words_in(done.transcript, LONG_WORDS) == [], done.transcript
     assert (done.transcript or "").lower().count("furniture") == 1, done.transcript
-    assert len(twilio.gets_of(message.recording_sid)) == 1, "the kept file was reused"
+    assert len(twilio_api.gets_of(message.recording_sid)) == 1, "the kept file was reused"
     # The pool replaced the dead worker: the next voicemail is transcribed as usual.
-    after = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+    after = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT))
     assert wait_for(after.recording_sid).processing_status.value == "ready"
 
 
 def test_queue_lost_after_enqueue_is_restored_by_the_reconciler(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
     redis = redis_client(stack.settings.redis_url)
     stack.supervisorctl("stop", "transcriber")
     try:
-        message = leave_voicemail(stack, twilio, english_business, telephone_mp3(VOICEMAIL_TEXT))
+        message = leave_voicemail(
+            stack, twilio_api, english_business, telephone_mp3(VOICEMAIL_TEXT)
+        )
         assert message.recording_sid in transcription_queue(redis).job_ids
         redis.flushall()
         assert transcription_queue(redis).count == 0
@@ -78,11 +80,11 @@ def test_queue_lost_after_enqueue_is_restored_by_the_reconciler(
 
 
 def test_whole_transcriber_killed_mid_job_is_recovered_through_the_lease(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
     """Pool and workers die at once (OOM killer, power cut): nobody saw the worker die, so
     RQ still says `started`; the lease expires and the reconciler re-queues the job."""
-    message = leave_voicemail(stack, twilio, english_business, telephone_mp3(LONG_TEXT))
+    message = leave_voicemail(stack, twilio_api, english_business, telephone_mp3(LONG_TEXT))
     worker = _worker_running(stack, message.recording_sid)
 
     os.killpg(os.getpgid(worker.pid), signal.SIGKILL)
@@ -94,14 +96,14 @@ def test_whole_transcriber_killed_mid_job_is_recovered_through_the_lease(
 
 
 def test_media_not_ready_for_long_is_retried_later_by_the_scheduler(
-    stack: StackUnderTest, twilio: TwilioDouble, english_business
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
 ):
     """Twilio keeps answering 404 past the in-attempt retries: the attempt fails, the
     recording goes back to waiting, and RQ's scheduler runs the retry after its backoff."""
     tries_per_attempt = len(media.RETRY_DELAYS_SECONDS) + 1
     message = leave_voicemail(
         stack,
-        twilio,
+        twilio_api,
         english_business,
         telephone_mp3(VOICEMAIL_TEXT),
         not_ready=tries_per_attempt + 1,
@@ -112,6 +114,6 @@ def test_media_not_ready_for_long_is_retried_later_by_the_scheduler(
     assert done.processing_status.value == "ready", done.error
     assert done.attempts == 2
     assert done.error is None
-    statuses = [g.status for g in twilio.gets_of(message.recording_sid)]
+    statuses = [g.status for g in twilio_api.gets_of(message.recording_sid)]
     assert statuses == [404] * (tries_per_attempt + 1) + [200]
     assert words_in(done.transcript, VOICEMAIL_WORDS) == []
