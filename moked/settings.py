@@ -130,6 +130,38 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = 15.0
     reconcile_stale_after_seconds: float = 180.0
 
+    # Notifications (moked.notify): when a voicemail is ready, who hears about it.
+    notify_transcript_wait_seconds: float = Field(default=90.0, ge=0)
+    """An alert goes out when the transcript is final or after this long without one."""
+    notify_missed_grace_seconds: float = Field(default=20.0, ge=0)
+    """How long after a call ends without a recording before it counts as missed: Twilio's
+    recording callback may still be on its way."""
+    notify_lookback_hours: float = Field(default=24.0, gt=0)
+    """Calls older than this are never alerted about (a rule added today does not page
+    anyone about last month; a stack down for days does not flood phones when it returns)."""
+    notify_retry_hours: float = Field(default=24.0, gt=0)
+    """Transient failures are retried with exponential backoff for this long."""
+    notify_retry_base_seconds: float = Field(default=30.0, gt=0)
+    """The first backoff; each next one doubles, up to an hour."""
+    notify_attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    """Emails attach the recording up to this size; a larger one is linked only."""
+    notify_sms_segments: int = Field(default=3, ge=1, le=10)
+    """An SMS is cut to fit this many segments (70 characters each in Hebrew, 153 in GSM)."""
+    notify_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    notifier_metrics_port: int = 8005
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    """smtp://host:port (plain, development), smtp+starttls://user:pass@host:587 or
+    smtps://user:pass@host:465; production requires STARTTLS or SSL."""
+    mail_from: str = "Moked <moked@localhost>"
+    mail_dir: Path = Path("var/mail")
+    """Where the development mail sink (`make up`) stores each message as an .eml file."""
+    twilio_whatsapp_from: str = ""
+    """WhatsApp sender (E.164, approved by Meta through Twilio); empty = the business's
+    own number."""
+    twilio_sim_port: int = 8006
+    """Development: the built-in simulator's Twilio REST API (Messages, Calls) listens here;
+    Moked uses it when MOKED_ENV=development and no real Twilio credentials are set."""
+
     webhook_slow_seconds: float = 2.0
     """An answer slower than this counts as slow in the metrics (Twilio gives up at 15 s)."""
 
@@ -225,6 +257,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} is missing or a placeholder; set a real secret")
         if "@" in self.database_url and ":change" in self.database_url.lower():
             raise ValueError("DATABASE_URL carries a placeholder password")
+        if urlsplit(self.smtp_url).scheme not in ("smtps", "smtp+starttls"):
+            raise ValueError("SMTP_URL must be smtps:// or smtp+starttls:// in production")
         return self
 
     def require_auth_token(self) -> str:

@@ -158,3 +158,73 @@ class EventSource(enum.StrEnum):
     """Answered by nginx while the app was down, replayed from nginx's log."""
     TWILIO_API = "twilio_api"
     """Found by the reconciler through Twilio's REST API (the callback never arrived)."""
+
+
+# --- notifications (moked.notify) --------------------------------------------------------
+
+
+class Channel(enum.StrEnum):
+    """Where a notification rule sends alerts."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    WEBHOOK = "webhook"
+
+    @property
+    def held_in_quiet_hours_by_default(self) -> bool:
+        """SMS and WhatsApp wake people; email and webhooks wait in an inbox or a system."""
+        return self in (Channel.SMS, Channel.WHATSAPP)
+
+
+class AlertKind(enum.StrEnum):
+    """What happened on a call: the `type` of a webhook event (without its `call.` prefix)."""
+
+    MESSAGE_READY = "message_ready"
+    """The caller left a voicemail (transcript final, or the wait for it ran out)."""
+    MISSED = "missed"
+    """The call ended and the caller left nothing."""
+
+    @property
+    def event_type(self) -> str:
+        return f"call.{self.value}"
+
+
+class NotifyWhen(enum.StrEnum):
+    """Which calls a rule is for (`moked notify add --when`)."""
+
+    MESSAGE = "message"
+    MISSED = "missed"
+    ALL = "all"
+
+    def wants(self, kind: AlertKind) -> bool:
+        if self is NotifyWhen.ALL:
+            return True
+        return (self is NotifyWhen.MESSAGE) == (kind is AlertKind.MESSAGE_READY)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """One alert to one recipient (moked.notify.deliveries owns the changes)."""
+
+    PENDING = "pending"
+    """To be sent, or sent again after a transient failure (`next_attempt_at`)."""
+    HELD = "held"
+    """Inside the rule's quiet hours: sent in the digest when they end (`held_until`)."""
+    SENT = "sent"
+    """The provider accepted it (SMTP server, Twilio, the webhook receiver)."""
+    FAILED = "failed"
+    """A permanent failure, or transient ones for longer than the retry window."""
+
+    @property
+    def is_final(self) -> bool:
+        return self in (DeliveryStatus.SENT, DeliveryStatus.FAILED)
+
+
+class NotificationOutcome(enum.StrEnum):
+    """The `outcome` label of moked_notifications_total: how one attempt ended."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    """A transient failure; another attempt follows after a backoff."""
+    FAILED = "failed"
+    HELD = "held"

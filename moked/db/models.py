@@ -22,7 +22,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
-from moked.statuses import CallStatus, Direction, EventSource, ProcessingStatus, RecordingStatus
+from moked.statuses import (
+    AlertKind,
+    CallStatus,
+    Channel,
+    DeliveryStatus,
+    Direction,
+    EventSource,
+    NotifyWhen,
+    ProcessingStatus,
+    RecordingStatus,
+)
 
 
 def _enum(cls: type[Any], name: str) -> Enum:
@@ -108,6 +118,9 @@ class Call(Base):
     assignee_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
+    alerts_planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the call's notifications were decided (moked.notify.planner); None = not yet.
+    Set once: a later transcript or a retry never alerts again."""
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -134,6 +147,12 @@ def call_time(call: type[Call] = Call) -> Any:
 # The inbox: newest first, per business (staff) and across businesses (admins).
 Index("ix_calls_business_inbox", Call.business_id, call_time(), Call.id)
 Index("ix_calls_inbox", call_time(), Call.id)
+# The notification planner's scan: calls whose alerts are not decided yet.
+Index(
+    "ix_calls_alerts_unplanned",
+    Call.created_at,
+    postgresql_where=Call.alerts_planned_at.is_(None),
+)
 
 
 class Recording(Base):
@@ -343,3 +362,87 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_failure_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# --- notifications (migration 0005) -------------------------------------------------------
+
+
+class NotificationRule(Base):
+    """Who hears about a business's calls, how, and when (moked.notify.rules)."""
+
+    __tablename__ = "notification_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    business_id: Mapped[int] = mapped_column(
+        ForeignKey("businesses.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "notification_channel"))
+    target: Mapped[str] = mapped_column(String(2048))
+    """An email address, an E.164 number, or an https URL (webhook)."""
+    secret: Mapped[str | None] = mapped_column(String(200))
+    """The webhook's `whsec_…` signing secret; None for other channels."""
+    when: Mapped[NotifyWhen] = mapped_column(
+        _enum(NotifyWhen, "notify_when"), default=NotifyWhen.MESSAGE
+    )
+    quiet_start: Mapped[dt.time | None] = mapped_column()
+    quiet_end: Mapped[dt.time | None] = mapped_column()
+    """Quiet hours in the business's time zone (e.g. 22:00–07:00); None = none."""
+    hold_in_quiet_hours: Mapped[bool] = mapped_column(Boolean, default=True)
+    """Whether alerts inside quiet hours wait for the digest (SMS/WhatsApp by default)."""
+    attach_audio: Mapped[bool] = mapped_column(Boolean, default=True)
+    """Email: attach the recording's MP3 (within NOTIFY_ATTACHMENT_MAX_BYTES)."""
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    business: Mapped[Business] = relationship()
+
+
+class NotificationDelivery(Base):
+    """One alert about one call to one recipient; its status has one owner
+    (moked.notify.deliveries). The unique key is what makes duplicated callbacks, retried
+    jobs and the reconciler send once."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("call_id", "channel", "recipient", name="uq_delivery_call_recipient"),
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notification_rules.id", ondelete="SET NULL"), index=True
+    )
+    """None once the rule is removed: the delivery's history stays with the call."""
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "notification_channel"))
+    recipient: Mapped[str] = mapped_column(String(2048))
+    kind: Mapped[AlertKind] = mapped_column(_enum(AlertKind, "alert_kind"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.PENDING
+    )
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """Ours, the same on every attempt: the webhook's `webhook-id`, the email's Message-ID."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    held_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+    """Twilio's MessageSid, the SMTP server's queue id."""
+    provider_status: Mapped[str | None] = mapped_column(String(32))
+    """What the provider reported later (Twilio: delivered, undelivered, read…)."""
+    provider_error_code: Mapped[str | None] = mapped_column(String(16))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    trigger_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When what the alert reports happened (Twilio completed the recording, the call
+    ended): the start of the notification latency the metrics measure."""
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    call: Mapped[Call] = relationship()
+    rule: Mapped[NotificationRule | None] = relationship()

@@ -65,7 +65,14 @@ def create_env_file(example: Path, target: Path) -> bool:
 def resolve_paths(settings: Settings, base: Path) -> Settings:
     """Make every directory setting absolute, so each service sees the same paths."""
     updates = {}
-    for name in ("state_dir", "greetings_dir", "recordings_dir", "spool_dir", "nginx_fallback_log"):
+    for name in (
+        "state_dir",
+        "greetings_dir",
+        "recordings_dir",
+        "spool_dir",
+        "nginx_fallback_log",
+        "mail_dir",
+    ):
         value: Path = getattr(settings, name)
         updates[name] = value if value.is_absolute() else (base / value).resolve()
     return settings.model_copy(update=updates)
