@@ -427,7 +427,7 @@ class NotificationDelivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     held_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    provider_id: Mapped[str | None] = mapped_column(String(200))
+    provider_id: Mapped[str | None] = mapped_column(String(200), index=True)
     """Twilio's MessageSid, the SMTP server's queue id."""
     provider_status: Mapped[str | None] = mapped_column(String(32))
     """What the provider reported later (Twilio: delivered, undelivered, read…)."""
