@@ -27,7 +27,7 @@ test: install  ## the whole suite, on real Postgres, Redis and nginx
 	@$(VENV)/pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff and mypy
-	@$(VENV)/ruff check . && $(VENV)/ruff format --check . && $(VENV)/mypy moked services/webhooks services/transcriber && scripts/mypy-crm-ui
+	@$(VENV)/ruff check . && $(VENV)/ruff format --check . && $(VENV)/mypy moked services/webhooks services/transcriber services/notifier && scripts/mypy-crm-ui
 
 bench: install  ## benchmarks, printed as tables and written to docs/benchmarks-latest.md
 	@$(VENV)/python -m scripts.bench

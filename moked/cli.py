@@ -381,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--interval", type=float, default=None)
     reconcile.set_defaults(handler=cmd_reconcile)
 
+    from moked.notify.cli import add_parser as add_notify_commands
+
+    add_notify_commands(commands)
     from moked.deploy_cli import add_parsers as add_deploy_commands
 
     add_deploy_commands(commands)

@@ -141,6 +141,32 @@ RECONCILER_REQUEUED = Counter(
     ["reason"],
 )
 
+# Notifications (moked.notify.dispatch): the notifier's jobs and the reconciler's sweep.
+NOTIFICATIONS = Counter(
+    "moked_notifications_total",
+    "Attempts to send an alert, by channel and outcome (sent, retry, failed, held).",
+    ["channel", "outcome"],
+)
+NOTIFICATION_LATENCY = Histogram(
+    "moked_notification_latency_seconds",
+    "From Twilio completing the recording (or the call ending, when missed) to the provider"
+    " accepting the alert.",
+    ["channel"],
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 1800, 3600),
+)
+NOTIFICATION_QUEUE_DEPTH = Gauge(
+    "moked_notification_queue_depth",
+    "Jobs waiting on the notifications queue.",
+    multiprocess_mode="livemax",
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "moked_notifications_pending",
+    "Deliveries not sent yet, by status (pending: being retried or about to go; held:"
+    " waiting for the end of quiet hours).",
+    ["status"],
+    multiprocess_mode="livemax",
+)
+
 # CRM.
 CRM_LOGINS = Counter(
     "moked_crm_logins_total",

@@ -39,6 +39,12 @@ SERIALIZER = JSONSerializer
 reconciler) must not run code someone with access to Redis put there. A job's only
 argument is a RecordingSid and its result a small dict, so JSON carries both."""
 
+NOTIFICATIONS_QUEUE = "notifications"
+"""Alerts (moked.notify.dispatch); its own worker, so a long transcription never delays one."""
+NOTIFY_JOB_TIMEOUT_SECONDS = 120
+"""A send is bounded by its provider timeout (SMTP 15 s, webhooks 10 s, Twilio 10 s)."""
+NOTIFY_RESULT_TTL_SECONDS = 3600
+
 _PENDING = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 log = logging.getLogger(__name__)
@@ -197,3 +203,35 @@ def requeue_stranded(redis: Redis, recording_sid: str) -> bool:
 
 def _as_bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
+
+
+def notifications_queue(redis: Redis) -> Queue:
+    return Queue(
+        NOTIFICATIONS_QUEUE,
+        connection=redis,
+        default_timeout=NOTIFY_JOB_TIMEOUT_SECONDS,
+        serializer=SERIALIZER,
+    )
+
+
+def enqueue_notification_job(redis: Redis, function: str, argument: str | int, job_id: str) -> bool:
+    """Queue one notifications job unless the same one (same id) is already waiting or
+    running. Retries are not RQ's: the delivery row holds the attempts and the backoff, and
+    the reconciler queues what is due. Returns True when a job was queued."""
+    try:
+        job = fetch_job(redis, job_id)
+        _ = job.args
+        if job.get_status(refresh=False) in _PENDING:
+            return False
+    except (NoSuchJobError, DeserializationError):
+        pass
+    notifications_queue(redis).enqueue(
+        function,
+        argument,
+        job_id=job_id,
+        job_timeout=NOTIFY_JOB_TIMEOUT_SECONDS,
+        result_ttl=NOTIFY_RESULT_TTL_SECONDS,
+        failure_ttl=FAILURE_TTL_SECONDS,
+        description=f"{function.rsplit('.', 1)[-1]} {argument}",
+    )
+    return True

@@ -8,7 +8,10 @@ Each pass, in order:
    or abandoned (its worker was killed: the job's lease in Redis expired);
 4. with Twilio credentials: asks Twilio's REST API for recordings of completed calls
    whose status callback never arrived, and retries deletions from Twilio
-   (RECORDING_DELETE_FROM_TWILIO); see moked/twilio_sync.py.
+   (RECORDING_DELETE_FROM_TWILIO); see moked/twilio_sync.py;
+5. decides the alerts of calls that became due by waiting (a late transcript, a missed
+   call), and queues deliveries whose backoff is over or whose job was lost, and digests
+   whose quiet hours ended (moked.notify.dispatch.sweep).
 Every step is idempotent, so running it twice, or in two processes, is harmless.
 """
 
@@ -32,6 +35,7 @@ from moked import backlog, metrics, recordings, twilio_sync
 from moked.db.models import Recording
 from moked.db.session import postgres_refuses, settings_session
 from moked.intake import InboundEvent, apply_event, utcnow
+from moked.notify import dispatch
 from moked.queue import (
     LEASE_TTL_SECONDS,
     SCHEDULER_GRACE_SECONDS,
@@ -58,6 +62,7 @@ class ReconcileReport:
     requeued: int = 0
     twilio_recovered: int = 0
     twilio_deleted: int = 0
+    notifications_queued: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -250,6 +255,7 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         ("requeued", requeue_stale),
         ("twilio_recovered", twilio_sync.recover_recordings),
         ("twilio_deleted", twilio_sync.retry_deletions),
+        ("notifications_queued", dispatch.sweep),
     )
     for attribute, step in steps:
         try:
@@ -282,6 +288,7 @@ def run_forever(settings: Settings, redis: Redis, *, interval: float | None = No
             or report.fallback_replayed
             or report.requeued
             or report.twilio_recovered
+            or report.notifications_queued
         ):
             log.info("reconciled: %s", report)
         time.sleep(pause)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from moked import recordings
-from moked.db.models import Call
+from moked.db.models import Business, Call
 from moked.phone import DEFAULT_REGION, try_e164
 from moked.settings import Settings
 from moked.statuses import AlertKind, ProcessingStatus
@@ -105,6 +105,34 @@ def build(session: Session, settings: Settings, call: Call, kind: AlertKind) -> 
         call_url=settings.public_url(f"/calls/{call.call_sid}"),
         recording_path=path,
         recording_bytes=size,
+    )
+
+
+def sample(settings: Settings, business: Business, now: dt.datetime) -> Alert:
+    """A made-up voicemail to this business (`moked notify test`, the CRM's "send a test")."""
+    hebrew = language_of(business.language) == "he"
+    return Alert(
+        kind=AlertKind.MESSAGE_READY,
+        call_sid="CA" + "0" * 32,
+        business_id=business.id,
+        business_name=business.name,
+        language="he" if hebrew else "en",
+        timezone=business.timezone or DEFAULT_TIMEZONE,
+        from_number="+972501234567",
+        to_number=business.numbers[0].e164 if business.numbers else None,
+        started_at=now,
+        duration_seconds=12,
+        transcript=(
+            "זו הודעת ניסיון של מוקד: כך תיראה התראה על הודעה קולית."
+            if hebrew
+            else "This is a Moked test: a voicemail alert will look like this."
+        ),
+        transcript_status=ProcessingStatus.READY,
+        transcript_language="he" if hebrew else "en",
+        calls_this_week=1,
+        call_url=settings.public_url("/"),
+        recording_path=None,
+        recording_bytes=None,
     )
 
 

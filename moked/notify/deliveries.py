@@ -110,6 +110,14 @@ def lock_held(session: Session, rule_id: int, now: dt.datetime) -> Sequence[Noti
     ).all()
 
 
+def release(delivery: NotificationDelivery) -> None:
+    """Quiet hours are over for a delivery sent on its own (not in a digest): pending."""
+    if delivery.status is D.HELD:
+        delivery.status = D.PENDING
+        delivery.held_until = None
+        delivery.next_attempt_at = None
+
+
 def begin_attempt(delivery: NotificationDelivery) -> int:
     """Count an attempt; returns its number (1 for the first)."""
     delivery.attempts = (delivery.attempts or 0) + 1

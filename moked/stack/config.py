@@ -194,6 +194,7 @@ def program_sections(layout: StackLayout) -> list[str]:
         )
     )
     sections.append(program_section("reconciler", f"{launcher} reconciler", priority=30))
+    sections.append(program_section("notifier", f"{launcher} notifier", priority=30))
     sections.append(
         program_section(
             "nginx",

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from moked import metrics, recordings, twilio_sync
 from moked.db.models import Business, Call, Recording
 from moked.db.session import settings_session
+from moked.notify.dispatch import alert_soon
 from moked.queue import MAX_ATTEMPTS, redis_client
 from moked.settings import Settings, get_settings
 from moked.statuses import JobOutcome, ProcessingStatus
@@ -250,5 +251,10 @@ def transcribe_recording(recording_sid: str) -> dict[str, Any]:
     settings = get_settings()
     job = get_current_job()
     redis: Redis = job.connection if job is not None else redis_client(settings.redis_url)
-    with lease(redis, recording_sid):
-        return process(settings, recording_sid)
+    try:
+        with lease(redis, recording_sid):
+            return process(settings, recording_sid)
+    finally:
+        # The transcript is final (or this attempt failed for good): the call's alerts go
+        # out now rather than at the reconciler's next sweep. A no-op when not yet due.
+        alert_soon(settings, redis, recording_sid)

@@ -1,0 +1,1 @@
+"""The notifier service: the worker of the `notifications` queue (moked.notify.dispatch)."""
