@@ -67,6 +67,13 @@ def make_test_settings(state_dir: Path, **overrides: object) -> Settings:
         "nginx_fallback_log": state_dir / "log" / "twilio_fallback.log",
         "reconcile_interval_seconds": 1.0,
         "reconcile_stale_after_seconds": 5.0,
+        # Notifications: the notifier, the mail sink and the Twilio simulator on free ports;
+        # retries a second apart so a test sees three attempts in seconds.
+        "notifier_metrics_port": free_port(),
+        "smtp_url": f"smtp://127.0.0.1:{free_port()}",
+        "mail_dir": state_dir / "mail",
+        "twilio_sim_port": free_port(),
+        "notify_retry_base_seconds": 1.0,
     }
     values.update(overrides)
     return load_settings(**values)
