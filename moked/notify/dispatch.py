@@ -17,6 +17,7 @@ lost job, a dead worker or a Redis restart cost at most one sweep interval.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -44,18 +45,19 @@ DIGEST_JOB = "moked.notify.dispatch.digest_job"
 Sender = Callable[[Settings, Envelope], Receipt]
 
 
+CHANNEL_MODULES = {
+    Channel.EMAIL: "moked.notify.channels.email",
+    Channel.SMS: "moked.notify.channels.twilio_messages",
+    Channel.WHATSAPP: "moked.notify.channels.twilio_messages",
+    Channel.WEBHOOK: "moked.notify.channels.webhook",
+}
+
+
 def sender(channel: Channel) -> Sender:
     """The channel's `send`. Imported on first use: the reconciler and the transcriber
     queue notifications jobs but never send, so they do not load SMTP or Twilio clients."""
-    from moked.notify.channels import email, twilio_messages, webhook
-
-    senders: dict[Channel, Sender] = {
-        Channel.EMAIL: email.send,
-        Channel.SMS: twilio_messages.send,
-        Channel.WHATSAPP: twilio_messages.send,
-        Channel.WEBHOOK: webhook.send,
-    }
-    return senders[channel]
+    send: Sender = importlib.import_module(CHANNEL_MODULES[channel]).send
+    return send
 
 
 def utcnow() -> dt.datetime:
