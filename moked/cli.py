@@ -56,9 +56,25 @@ def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  Alertmanager      : http://127.0.0.1:{layout.settings.alertmanager_port}/")
     for line in login:
         print(f"  CRM login         : {line}")
+    print(f"  mail              : {_mail_destination(layout.settings)}")
     print(f"  logs              : {layout.log_dir}")
     print("  stop              : make down")
     return 0
+
+
+def _mail_destination(settings: Settings) -> str:
+    """Where alert emails go: the development sink's directory, or the SMTP server."""
+    from urllib.parse import urlsplit
+
+    from moked.mail_sink import sink_address
+
+    address = sink_address(settings)
+    if address is None:
+        parts = urlsplit(settings.smtp_url)
+        server = parts.netloc.rpartition("@")[2]  # never the credentials
+        return f"{parts.scheme}://{server} (SMTP_URL)"
+    host, port = address
+    return f"{settings.mail_dir}/ (development sink on {host}:{port})"
 
 
 def cmd_stack_down(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,6 +14,7 @@ import string
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from moked.mail_sink import sink_address
 from moked.settings import Settings
 from moked.stack.layout import REPO_ROOT as REPO_ROOT
 from moked.stack.layout import StackLayout as StackLayout
@@ -179,6 +180,9 @@ def program_sections(layout: StackLayout) -> list[str]:
             },
         )
     )
+    if sink_address(layout.settings) is not None:
+        # Development: email goes to .eml files under MAIL_DIR, never to a real mailbox.
+        sections.append(program_section("mail-sink", f"{launcher} mail-sink", priority=20))
     sections.append(
         program_section(
             "transcriber",
@@ -217,6 +221,9 @@ def prepare_dirs(layout: StackLayout) -> None:
         settings.spool_dir,
     ):
         directory.mkdir(parents=True, exist_ok=True)
+    # The development sink's mail holds callers' words: this user's alone.
+    settings.mail_dir.mkdir(parents=True, exist_ok=True)
+    settings.mail_dir.chmod(0o700)
     # nginx workers run as nobody: greetings and recordings must be readable by them.
     for directory in (settings.greetings_dir, settings.recordings_dir):
         directory.mkdir(parents=True, exist_ok=True)
