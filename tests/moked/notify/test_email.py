@@ -26,6 +26,7 @@ from moked.settings import Environment, Settings
 from moked.stack.config import REPO_ROOT, StackLayout, program_sections
 from moked.stack.monitoring import program_names
 from moked.statuses import AlertKind, Channel, ProcessingStatus
+from tests.harness import StackUnderTest
 
 REFUSED = "nobody@example.com"
 BUSY = "busy@example.com"
@@ -416,3 +417,14 @@ def test_the_service_stores_what_it_is_sent(tmp_path: Path) -> None:
         service.terminate()
         output = service.communicate(timeout=10)[0]
     assert service.returncode == 0, output
+
+
+def test_the_stacks_mail_sink_takes_the_mail(stack: StackUnderTest) -> None:
+    settings = stack.settings
+    assert sink_address(settings) is not None
+
+    receipt = email_channel.send(settings, envelope(make_alert(None), message_id="stack-1"))
+
+    stored = settings.mail_dir / f"{receipt.provider_id}.eml"
+    assert stored.is_file() and stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.mail_dir.stat().st_mode) == 0o700
