@@ -176,6 +176,25 @@ def _first_due(delivery: NotificationDelivery) -> dt.datetime:
     return created if created.tzinfo else created.replace(tzinfo=dt.UTC)
 
 
+def cancel_unsent(session: Session, rule_id: int, reason: str) -> int:
+    """The rule is being removed: what it has not sent yet (pending, held) is not sent to
+    someone who was taken off the list. Returns how many were cancelled (failed)."""
+    unsent = session.scalars(
+        select(NotificationDelivery)
+        .where(
+            NotificationDelivery.rule_id == rule_id,
+            NotificationDelivery.status.in_((D.PENDING, D.HELD)),
+        )
+        .with_for_update()
+    ).all()
+    for delivery in unsent:
+        delivery.status = D.FAILED
+        delivery.last_error = reason
+        delivery.next_attempt_at = None
+        delivery.held_until = None
+    return len(unsent)
+
+
 def retry(session: Session, delivery_id: int) -> NotificationDelivery:
     """Staff send a failed delivery again: pending at once, with a fresh retry window.
     Raises RetryRefused."""

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moked.db.models import Business, NotificationRule
-from moked.notify import quiet_hours
+from moked.notify import deliveries, quiet_hours
 from moked.notify.channels import webhook
 from moked.phone import InvalidPhoneNumber, to_e164
 from moked.settings import Settings
@@ -123,10 +123,12 @@ def find(session: Session, business_id: int, rule_id: int) -> NotificationRule |
 
 
 def remove(session: Session, business_id: int, rule_id: int) -> bool:
-    """Delete the rule; its past deliveries stay with their calls. False when unknown."""
+    """Delete the rule; its past deliveries stay with their calls, and what it has not sent
+    yet is cancelled. False when unknown."""
     rule = find(session, business_id, rule_id)
     if rule is None:
         return False
+    deliveries.cancel_unsent(session, rule.id, "the rule was removed before it was sent")
     session.delete(rule)
     return True
 

@@ -18,6 +18,7 @@ from moked import recordings
 from moked.db.models import Business, Call, NotificationDelivery
 from moked.notify import dispatch, planner, rules
 from moked.notify.channels import webhook as webhook_channel
+from moked.queue import fetch_job, notifications_queue, redis_client
 from moked.statuses import AlertKind, Channel, DeliveryStatus, NotifyWhen, ProcessingStatus
 from tests.helpers import call_params, recorded_call, settle
 from tests.moked.notify.conftest import Isolated
@@ -310,3 +311,47 @@ def test_quiet_hours_hold_the_night_and_send_one_digest_at_seven(
     assert "first message" in text and "second message" in text
     rows = deliveries_of(isolated, first) + deliveries_of(isolated, second)
     assert {(r.status, r.provider_id) for r in rows} == {(DeliveryStatus.SENT, "Q1")}
+
+
+def test_the_sweep_plans_what_waited_and_queues_each_delivery_once(
+    isolated: Isolated, isolated_business: Callable[..., Business], receiver: WebhookReceiver
+) -> None:
+    redis = redis_client(isolated.settings.redis_url)
+    redis.flushdb()
+    business = isolated_business()
+    webhook_rule(isolated, business, receiver.url)
+    call_sid, _ = voicemail(isolated, business, ProcessingStatus.READY, "hello")
+    dispatch.sweep(isolated.settings, redis, now())
+    (row,) = deliveries_of(isolated, call_sid)
+    assert fetch_job(redis, f"delivery-{row.id}").args == [row.id]
+    queued = notifications_queue(redis).job_ids
+    # Its job is still waiting: the next sweeps queue nothing more (other tests' leftovers
+    # in this database are queued by the first sweep too, hence the comparison of lists).
+    assert dispatch.sweep(isolated.settings, redis, now()) == 0
+    assert notifications_queue(redis).job_ids == queued
+    assert queued.count(f"delivery-{row.id}") == 1
+
+
+def test_removing_a_rule_cancels_what_it_held(
+    isolated: Isolated, isolated_business: Callable[..., Business], receiver: WebhookReceiver
+) -> None:
+    redis = redis_client(isolated.settings.redis_url)
+    redis.flushdb()
+    business = isolated_business(timezone="Asia/Jerusalem")
+    rule_id, _ = webhook_rule(
+        isolated, business, receiver.url, quiet_hours="22:00-07:00", hold_in_quiet_hours=True
+    )
+    call_sid, _ = voicemail(isolated, business, ProcessingStatus.READY, "at night")
+    night = _next_local(23, 0)
+    assert plan(isolated, call_sid, night) == []
+    (row,) = deliveries_of(isolated, call_sid)
+    assert row.status is DeliveryStatus.HELD and row.held_until is not None
+    with isolated.session() as session:
+        assert rules.remove(session, business.id, rule_id)
+    # The person taken off the list hears nothing, even when the quiet hours end.
+    dispatch.sweep(isolated.settings, redis, row.held_until + dt.timedelta(seconds=1))
+    (row,) = deliveries_of(isolated, call_sid)
+    assert not redis.exists(f"rq:job:delivery-{row.id}")
+    assert (row.status, row.rule_id) == (DeliveryStatus.FAILED, None)
+    assert "rule was removed" in (row.last_error or "")
+    assert receiver.requests == []
