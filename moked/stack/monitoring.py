@@ -80,6 +80,7 @@ SCRAPE_JOBS: dict[str, tuple[tuple[str, ...], Port]] = {
     "crm-ui": (("crm-ui", "crm"), lambda s: s.crm_port),
     "transcriber": (("transcriber",), lambda s: s.transcriber_metrics_port),
     "reconciler": (("reconciler",), lambda s: s.reconciler_metrics_port),
+    "notifier": (("notifier",), lambda s: s.notifier_metrics_port),
     "nginx": (("nginx-exporter",), lambda s: s.nginx_exporter_port),
     "postgres": (("postgres-exporter",), lambda s: s.postgres_exporter_port),
     "redis": (("redis-exporter",), lambda s: s.redis_exporter_port),

@@ -20,6 +20,7 @@ LONG_RUNNING = {
     "nginx",
     "webhooks",
     "reconciler",
+    "notifier",
     "transcriber",
     "crm-ui",
     "postgres",
@@ -34,7 +35,7 @@ LONG_RUNNING = {
 ONE_SHOT = {"migrate", "nginx-config"}
 NO_SHELL_IMAGES = {"nginx-exporter", "redis-exporter"}
 """Their images have no shell or HTTP client: Prometheus' `up` watches them instead."""
-APPS = {"webhooks", "reconciler", "transcriber", "crm-ui"}
+APPS = {"webhooks", "reconciler", "notifier", "transcriber", "crm-ui"}
 REQUIRED_SECRETS = {
     "PUBLIC_HOST",
     "TWILIO_ACCOUNT_SID",
@@ -44,6 +45,8 @@ REQUIRED_SECRETS = {
     "REDIS_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
     "TLS_CERT_DIR",
+    "SMTP_URL",  # its credentials; production refuses plain SMTP
+    "MAIL_FROM",
 }
 
 
@@ -132,6 +135,7 @@ def test_services_start_through_run_service(services: dict[str, dict[str, Any]])
         ("transcriber", "services/transcriber/Dockerfile"),
         ("crm-ui", "services/crm-ui/Dockerfile"),
         ("reconciler", "services/webhooks/Dockerfile"),
+        ("notifier", "services/webhooks/Dockerfile"),
     ):
         assert services[name]["build"]["dockerfile"] == dockerfile
         assert services[name]["command"] == [name]
@@ -237,6 +241,8 @@ def test_the_apps_environment_loads_in_production(services: dict[str, dict[str, 
         "SECRET_KEY": "e" * 64,
         "POSTGRES_PASSWORD": "d" * 24,
         "REDIS_PASSWORD": "c" * 24,
+        "SMTP_URL": "smtp+starttls://moked:" + "b" * 24 + "@smtp.example.com:587",
+        "MAIL_FROM": "Moked <moked@example.com>",
     }
 
     def interpolate(text: str) -> str:
@@ -256,3 +262,17 @@ def test_the_apps_environment_loads_in_production(services: dict[str, dict[str, 
     settings = load_settings(**{k.lower(): v for k, v in env.items() if k.lower() in fields})
     assert settings.is_production and settings.public_base == "https://moked.example.com"
     assert str(settings.greetings_dir) == "/srv/moked/greetings"
+    assert settings.smtp_url == values["SMTP_URL"] and settings.mail_from == values["MAIL_FROM"]
+
+
+def test_the_notifier_sends_out_and_reads_recordings_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """It reaches SMTP, Twilio and webhook receivers (egress), Postgres and Redis (data),
+    and is scraped (monitoring); it attaches recordings to emails but never writes them."""
+    notifier = services["notifier"]
+    assert set(notifier["networks"]) == {"data", "monitoring", "egress"}
+    assert "ports" not in notifier
+    assert notifier["volumes"] == ["recordings:/srv/moked/recordings:ro"]
+    assert notifier["depends_on"]["redis"] == {"condition": "service_healthy"}
+    assert "/metrics" in " ".join(notifier["healthcheck"]["test"])

@@ -31,6 +31,7 @@ APP_PORTS = {
     "crm-ui": ("crm_port", "services/crm-ui/Dockerfile"),
     "transcriber": ("transcriber_metrics_port", "services/transcriber/Dockerfile"),
     "reconciler": ("reconciler_metrics_port", None),  # runs from the webhooks image
+    "notifier": ("notifier_metrics_port", None),  # runs from the webhooks image
 }
 
 
@@ -88,8 +89,12 @@ def test_compose_gives_the_apps_the_default_ports(services: dict[str, dict[str, 
         env = services[name]["environment"]
         for _, (setting, _) in APP_PORTS.items():
             assert int(env[setting.upper()]) == default_port(setting), (name, setting)
-    reconciler = services["reconciler"]["healthcheck"]["test"]
-    assert url_port(" ".join(reconciler)) == default_port("reconciler_metrics_port")
+    for service, setting in (
+        ("reconciler", "reconciler_metrics_port"),
+        ("notifier", "notifier_metrics_port"),
+    ):
+        test = services[service]["healthcheck"]["test"]
+        assert url_port(" ".join(test)) == default_port(setting), service
 
 
 def test_compose_reaches_monitoring_on_the_default_ports(

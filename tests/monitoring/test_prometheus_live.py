@@ -22,7 +22,10 @@ from tests.harness import TEST_ACCOUNT_SID, StackUnderTest
 from tests.helpers import call_params, new_call_sid
 from tests.monitoring.promql import Prometheus, every_expression, metric_names, wait_for
 
-OUR_JOBS = {"prometheus", "alertmanager", "webhooks", "reconciler", "nginx", "postgres", "redis"}
+OUR_JOBS = {
+    "prometheus", "alertmanager", "webhooks", "reconciler", "notifier",
+    "nginx", "postgres", "redis",
+}  # fmt: skip
 """The targets this issue adds; crm-ui and transcriber are checked when the stack runs them."""
 
 ONLY_AFTER_EVENTS = {"ALERTS"}
@@ -253,7 +256,7 @@ def test_rules_are_loaded_evaluated_and_healthy(prometheus: Prometheus):
         return [rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
 
     groups = {group["name"] for group in prometheus.api("rules")["groups"]}
-    assert groups == {"twilio", "webhooks", "transcription", "infrastructure"}
+    assert groups == {"twilio", "webhooks", "transcription", "infrastructure", "notifications"}
     evaluated = wait_for(
         "every rule evaluated",
         lambda: (
@@ -277,3 +280,14 @@ def test_the_reconciler_reports_the_live_workers_it_sees_in_redis(
     assert depth is not None and depth >= 0
     oldest = prometheus.value('max(moked_transcription_oldest_waiting_seconds{job="reconciler"})')
     assert oldest is not None and oldest >= 0
+
+
+def test_the_reconciler_measures_pending_and_held_notifications(prometheus: Prometheus):
+    """NotificationsStuck and the dashboard read these from the reconciler's pass."""
+    for status in ("pending", "held"):
+        expr = f'max(moked_notifications_pending{{job="reconciler",status="{status}"}})'
+        wait_for(expr, lambda expr=expr: prometheus.value(expr) is not None)
+        value = prometheus.value(expr)
+        assert value is not None and value >= 0, expr
+    depth = prometheus.value('max(moked_notification_queue_depth{job="reconciler"})')
+    assert depth is not None and depth >= 0

@@ -47,6 +47,13 @@ EXPECTED_DASHBOARDS = {
         "Memory used",
         "Requests per second",
     },
+    "Notifications": {
+        "Sent, retried and failed by channel",
+        "Failures and retries by channel",
+        "Latency p50 / p95 by channel",
+        "Pending and held deliveries",
+        "Notifications queue depth",
+    },
 }
 REQUIRED_ALERTS = {
     "TwilioHttpRetrievalFailure",  # any 11200 in 10 minutes
@@ -61,6 +68,9 @@ REQUIRED_ALERTS = {
     "PostgresDown",
     "RedisDown",
     "TargetDown",
+    "NotificationsFailing",  # failed for good, or only failures for 15 minutes (per channel)
+    "NotificationsStuck",  # pending and nothing sent for 15 minutes
+    "NotifierDown",
 }
 
 
@@ -125,7 +135,7 @@ def test_every_moked_metric_an_expression_reads_is_declared_in_moked_metrics():
                 assert name in declared, f"{expression.where}: {name} is not in moked/metrics.py"
 
 
-def test_the_three_dashboards_are_well_formed():
+def test_the_dashboards_are_well_formed():
     found = dashboards()
     by_title = {d["title"]: d for d in found.values()}
     assert set(by_title) == set(EXPECTED_DASHBOARDS)
