@@ -18,6 +18,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from moked.businesses import find_business
 from moked.db.models import ApiToken, Business, Membership, User
+from moked.statuses import MembershipRole
 
 MIN_PASSWORD_LENGTH = 10
 MAX_EMAIL_LENGTH = 254
@@ -98,10 +99,13 @@ def add_user(
     business: str | None = None,
     password: str | None = None,
     name: str | None = None,
+    owner: bool = False,
 ) -> NewUser:
     """Create the user, or update password and add a membership (idempotent). The role
     changes only when one is given: a new user is staff by default, and an admin given
-    access to one more business stays an admin."""
+    access to one more business stays an admin. `owner` makes the membership an owner's
+    (they manage the business's notification rules); without it a membership is left as
+    it is."""
     address = normalise_email(email)
     if len(address) > MAX_EMAIL_LENGTH:
         raise AccountError(f"an e-mail address has at most {MAX_EMAIL_LENGTH} characters")
@@ -119,6 +123,8 @@ def add_user(
     becomes_staff = role is Role.STAFF or (role is None and user is None)
     if becomes_staff and target is None and (user is None or user.role != Role.STAFF.value):
         raise AccountError("a staff user needs --business")
+    if owner and target is None:
+        raise AccountError("--owner needs --business")
     if user is None:
         if password is None:
             generated = password = generate_password()
@@ -140,22 +146,39 @@ def add_user(
         if name:
             user.name = name
     if target is not None:
-        add_membership(session, user, target)
+        add_membership(session, user, target, MembershipRole.OWNER if owner else None)
     session.flush()
     return NewUser(
         user_id=user.id, email=address, password=generated, created=created, role=user.role
     )
 
 
-def add_membership(session: Session, user: User, business: Business) -> None:
-    """Let the user see the business (idempotent); the user's role is left as it is."""
+def add_membership(
+    session: Session, user: User, business: Business, role: MembershipRole | None = None
+) -> None:
+    """Let the user see the business (idempotent); the user's role is left as it is, and
+    the membership's too unless `role` is given (a new one is a member's)."""
     exists = session.scalar(
         select(Membership).where(
             Membership.user_id == user.id, Membership.business_id == business.id
         )
     )
     if exists is None:
-        session.add(Membership(user_id=user.id, business_id=business.id))
+        session.add(
+            Membership(user_id=user.id, business_id=business.id, role=role or MembershipRole.MEMBER)
+        )
+    elif role is not None:
+        exists.role = role
+
+
+def owns(session: Session, user_id: int, business_id: int) -> bool:
+    """Whether the user is an owner of the business (admins are not asked: they manage all)."""
+    role = session.scalar(
+        select(Membership.role).where(
+            Membership.user_id == user_id, Membership.business_id == business_id
+        )
+    )
+    return role is MembershipRole.OWNER
 
 
 def business_ids_for(session: Session, user: User) -> list[int] | None:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from moked.db.models import Call, CallTag
+from moked.db.models import Call, CallTag, NotificationDelivery
 from moked.recordings import main_recording
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "call.json"
@@ -28,6 +28,7 @@ def call_loading() -> list[LoaderOption]:
         selectinload(Call.business),
         selectinload(Call.call_tags).selectinload(CallTag.tag),
         selectinload(Call.assignee),
+        selectinload(Call.notifications),
     ]
 
 
@@ -67,4 +68,19 @@ def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
         "handled": call.handled_at is not None,
         "handled_at": _iso(call.handled_at),
         "assignee": call.assignee.email if call.assignee else None,
+        "notifications": [describe_delivery(d) for d in call.notifications],
+    }
+
+
+def describe_delivery(delivery: NotificationDelivery) -> dict[str, Any]:
+    """One alert sent (or to be sent) about the call; `error` is the last attempt's."""
+    return {
+        "channel": delivery.channel.value,
+        "recipient": delivery.recipient,
+        "status": delivery.status.value,
+        "attempts": delivery.attempts,
+        "sent_at": _iso(delivery.sent_at),
+        "provider_status": delivery.provider_status,
+        "provider_error_code": delivery.provider_error_code,
+        "error": delivery.last_error,
     }

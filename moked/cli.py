@@ -246,9 +246,12 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
             business=args.business,
             password=args.password,
             name=args.name,
+            owner=args.owner,
         )
     verb = "created" if result.created else "updated"
     where = f", business {args.business}" if args.business else ""
+    if args.owner:
+        where += " (owner)"
     print(f"{verb} {result.role} {result.email}{where}")
     if result.password is not None:
         print(f"password: {result.password}")
@@ -370,6 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     user_add.add_argument("--password", help="omit to print a generated one")
     user_add.add_argument("--name")
+    user_add.add_argument(
+        "--owner",
+        action="store_true",
+        help="an owner of --business: also manages its notification rules in the CRM",
+    )
     user_add.set_defaults(handler=cmd_user_add)
     user_signout = user.add_parser("signout", help="end every CRM session of a user")
     user_signout.add_argument("email")

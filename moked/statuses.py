@@ -160,6 +160,14 @@ class EventSource(enum.StrEnum):
     """Found by the reconciler through Twilio's REST API (the callback never arrived)."""
 
 
+class MembershipRole(enum.StrEnum):
+    """What a staff member may do in a business (memberships.role)."""
+
+    OWNER = "owner"
+    """Also manages the business's notification rules."""
+    MEMBER = "member"
+
+
 # --- notifications (moked.notify) --------------------------------------------------------
 
 

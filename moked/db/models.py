@@ -29,6 +29,7 @@ from moked.statuses import (
     DeliveryStatus,
     Direction,
     EventSource,
+    MembershipRole,
     NotifyWhen,
     ProcessingStatus,
     RecordingStatus,
@@ -137,6 +138,10 @@ class Call(Base):
     call_tags: Mapped[list[CallTag]] = relationship(
         cascade="all, delete-orphan", order_by="CallTag.created_at"
     )
+    notifications: Mapped[list[NotificationDelivery]] = relationship(
+        order_by="NotificationDelivery.id", viewonly=True
+    )
+    """Read-only: moked.notify.deliveries is the one writer of deliveries."""
 
 
 def call_time(call: type[Call] = Call) -> Any:
@@ -278,6 +283,12 @@ class Membership(Base):
     business_id: Mapped[int] = mapped_column(
         ForeignKey("businesses.id", ondelete="CASCADE"), index=True
     )
+    role: Mapped[MembershipRole] = mapped_column(
+        _enum(MembershipRole, "membership_role"),
+        default=MembershipRole.MEMBER,
+        server_default=MembershipRole.MEMBER.value,
+    )
+    """An owner also manages the business's notification rules in the CRM."""
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

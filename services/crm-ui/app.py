@@ -16,7 +16,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from crm_ui import account, api, auth, businesses, calls, db, i18n, inbox, present
+from crm_ui import (
+    account,
+    api,
+    auth,
+    businesses,
+    calls,
+    db,
+    i18n,
+    inbox,
+    notifications,
+    present,
+)
 from moked import metrics, recordings
 from moked.db.session import postgres_unavailable
 from moked.settings import Settings, get_settings
@@ -173,6 +184,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.register_blueprint(inbox.bp)
     app.register_blueprint(calls.bp)
     app.register_blueprint(businesses.bp)
+    app.register_blueprint(notifications.bp)
     app.register_blueprint(account.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens, no cookies: CSRF cannot apply

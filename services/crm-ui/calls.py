@@ -25,6 +25,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from redis.exceptions import RedisError
 from sqlalchemy import delete, func, or_, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
@@ -35,16 +36,47 @@ from crm_ui.i18n import gettext as _
 from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone
 from moked import recordings
 from moked.accounts import Role
-from moked.db.models import Call, CallTag, Membership, Note, Tag, User, WebhookEvent
+from moked.db.models import (
+    Call,
+    CallTag,
+    Membership,
+    Note,
+    NotificationDelivery,
+    Tag,
+    User,
+    WebhookEvent,
+)
+from moked.notify import deliveries
+from moked.notify.dispatch import queue_delivery
 from moked.queue import redis_client
 from moked.settings import Settings
-from moked.statuses import CallStatus, Endpoint, ProcessingStatus
+from moked.statuses import CallStatus, Channel, DeliveryStatus, Endpoint, ProcessingStatus
 
 bp = Blueprint("calls", __name__)
 
 INTERNAL_RECORDINGS = "/internal/recordings/"
 """nginx's internal location that serves RECORDINGS_DIR."""
 AUDIO_TYPES = {".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg"}
+DELIVERY_LABELS = {
+    DeliveryStatus.PENDING: ("Waiting to be sent", "pending"),
+    DeliveryStatus.HELD: ("Held for quiet hours", "muted"),
+    DeliveryStatus.SENT: ("Sent", "ok"),
+    DeliveryStatus.FAILED: ("Failed", "bad"),
+}
+"""A delivery's status: its label and chip tone."""
+PROVIDER_LABELS = {
+    "delivered": "Delivered",
+    "read": "Read",
+    "undelivered": "Not delivered",
+    "failed": "Failed",
+}
+"""What Twilio reported later; other (intermediate) statuses are shown as they are."""
+CHANNEL_NAMES = {
+    Channel.EMAIL: "E-mail",
+    Channel.SMS: "SMS",
+    Channel.WHATSAPP: "WhatsApp",
+    Channel.WEBHOOK: "Webhook",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +178,13 @@ def timeline(call: Call) -> list[TimelineEntry]:
         if recording.processing_finished_at and title:
             finished = recording.processing_finished_at
             entries.append(TimelineEntry(finished, "text", title, recording.model or ""))
+    for delivery in call.notifications:
+        where = f"{_(CHANNEL_NAMES[delivery.channel])} · {delivery.recipient}"
+        if delivery.status is DeliveryStatus.SENT and delivery.sent_at is not None:
+            entries.append(TimelineEntry(delivery.sent_at, "notify", _("Notification sent"), where))
+        elif delivery.status is DeliveryStatus.FAILED:
+            failed_at = delivery.updated_at or delivery.created_at
+            entries.append(TimelineEntry(failed_at, "notify", _("Notification failed"), where))
     if call.handled_at is not None:
         who = call.handled_by.email if call.handled_by else ""
         entries.append(TimelineEntry(call.handled_at, "done", _("Marked handled"), who))
@@ -188,6 +227,10 @@ def show(call_sid: str) -> str:
         note_form=NoteForm(),
         assign_form=assign,
         action_form=ActionForm(),
+        notifications=call.notifications,
+        delivery_labels=DELIVERY_LABELS,
+        provider_labels=PROVIDER_LABELS,
+        channel_names=CHANNEL_NAMES,
     )
 
 
@@ -343,6 +386,34 @@ def retranscribe(call_sid: str, recording_sid: str) -> WerkzeugResponse:
         # The row says "awaiting transcription": the reconciler queues it when Redis is back.
         flash(_("The queue is unavailable; the recording will be queued automatically."), "info")
     return _back(call, "#transcript")
+
+
+@bp.post("/calls/<call_sid>/notifications/<int:delivery_id>/retry")
+@login_required
+def retry_notification(call_sid: str, delivery_id: int) -> WerkzeugResponse:
+    """Send a failed notification again (`moked.notify.deliveries.retry`), then queue it."""
+    call = call_or_404(call_sid, me())
+    delivery: NotificationDelivery | None = next(
+        (d for d in call.notifications if d.id == delivery_id), None
+    )
+    if delivery is None:  # another call's, or another business's: not ours to show
+        abort(404)
+    session = db()
+    try:
+        deliveries.retry(session, delivery_id)
+        session.commit()  # before queueing: the worker must find it pending
+    except deliveries.RetryRefused:
+        session.rollback()
+        flash(_("Only a failed notification can be sent again."), "error")
+        return _back(call, "#notifications")
+    try:
+        queue_delivery(_redis(), delivery_id)
+    except RedisError:
+        # The row is pending: the reconciler's sweep queues it when Redis is back.
+        flash(_("The queue is unavailable; the notification will be sent automatically."), "info")
+    else:
+        flash(_("The notification will be sent again."), "success")
+    return _back(call, "#notifications")
 
 
 def _redis() -> Any:

@@ -16,6 +16,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
+from moked.statuses import Channel, NotifyWhen
+
 
 class FlaskForm(_FlaskForm):  # type: ignore[misc]
     """flask_wtf.FlaskForm (untyped upstream)."""
@@ -76,3 +78,33 @@ class TokenForm(FlaskForm):
 
 class MemberForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+
+
+class NotificationRuleForm(FlaskForm):
+    """A notification rule; moked.notify.rules.add does the real validation."""
+
+    channel = SelectField(
+        "Channel",
+        choices=[channel.value for channel in Channel],
+        validate_choice=True,
+    )
+    recipient = StringField(
+        "Recipient", validators=[DataRequired(), Length(max=2048), no_control_characters]
+    )
+    secret = StringField("Secret", validators=[Optional(), Length(max=200), no_control_characters])
+    generate_secret = BooleanField("Generate a secret")
+    when = SelectField(
+        "When",
+        choices=[when.value for when in NotifyWhen],
+        validate_choice=True,
+    )
+    quiet_hours = StringField(
+        "Quiet hours", validators=[Optional(), Length(max=32), no_control_characters]
+    )
+    hold = SelectField(
+        "Hold in quiet hours",
+        choices=["", "yes", "no"],
+        # "": the channel's default
+        validate_choice=True,
+    )
+    attach_audio = BooleanField("Attach the MP3", default=True)
