@@ -114,8 +114,9 @@ def release(delivery: NotificationDelivery) -> None:
     """Quiet hours are over for a delivery sent on its own (not in a digest): pending."""
     if delivery.status is D.HELD:
         delivery.status = D.PENDING
-        delivery.held_until = None
         delivery.next_attempt_at = None
+        # held_until stays until it is sent: the latency metric starts there, not at the
+        # call (the hours the rule asked to wait are not delay).
 
 
 def begin_attempt(delivery: NotificationDelivery) -> int:

@@ -154,10 +154,11 @@ def _send(settings: Settings, envelope: Envelope) -> Receipt:
 
 
 def _record_sent(delivery: NotificationDelivery, receipt: Receipt, now: dt.datetime) -> None:
+    # Held alerts are measured from the end of the quiet hours they were held for.
+    trigger = delivery.held_until or delivery.trigger_at
     deliveries.sent(delivery, receipt.provider_id, now)
     channel = delivery.channel.value
     metrics.NOTIFICATIONS.labels(channel, NotificationOutcome.SENT.value).inc()
-    trigger = delivery.trigger_at
     if trigger is not None:
         metrics.NOTIFICATION_LATENCY.labels(channel).observe(
             max(0.0, (now - trigger).total_seconds())
@@ -266,6 +267,13 @@ def _send_digest(settings: Settings, rule_id: int, now: dt.datetime) -> int:
         for delivery in held:
             _record_sent(delivery, receipt, now)
         return len(held)
+
+
+def initialise_metrics() -> None:
+    """Every channel × outcome at 0 from the start, so an alert sees the first failure."""
+    for channel in Channel:
+        for outcome in NotificationOutcome:
+            metrics.NOTIFICATIONS.labels(channel.value, outcome.value)
 
 
 # --- RQ entry points (the notifier worker runs these) -------------------------------------

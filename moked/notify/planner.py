@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from moked import metrics
 from moked.db.models import Call, NotificationRule, Recording
 from moked.notify import deliveries, quiet_hours
 from moked.settings import Settings
-from moked.statuses import AlertKind, ProcessingStatus, RecordingStatus
+from moked.statuses import AlertKind, NotificationOutcome, ProcessingStatus, RecordingStatus
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,12 @@ def plan_call(session: Session, settings: Settings, call_sid: str, now: dt.datet
             trigger_at=decided.trigger_at,
             held_until=held_until,
         )
-        if delivery_id is not None and held_until is None:
+        if delivery_id is None:
+            continue
+        if held_until is None:
             to_send.append(delivery_id)
+        else:
+            metrics.NOTIFICATIONS.labels(rule.channel.value, NotificationOutcome.HELD.value).inc()
     log.info("%s: %s, %d deliveries to send", call_sid, decided.kind.value, len(to_send))
     return to_send
 

@@ -34,6 +34,9 @@ def main() -> int:
     except ConfigurationError as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return 2
+    from moked.notify.dispatch import initialise_metrics
+
+    initialise_metrics()
     addr = settings.metrics_bind_host
     start_http_server(settings.notifier_metrics_port, addr=addr)
     log.info("metrics on http://%s:%d/metrics", addr, settings.notifier_metrics_port)
