@@ -274,7 +274,7 @@ HEBREW: dict[str, str] = {
     "file is larger than 5 MB": "הקובץ גדול מ-5 מ״ב",
     # --- notifications (issue 11)
     "Notifications": "התראות",
-    "Who hears about calls to {name}, and how.": "מי מקבל הודעה על שיחות ל{name}, ואיך.",
+    "Who hears about calls to {name}, and how.": "מי מקבל הודעה על שיחות אל {name}, ואיך.",
     "Quiet hours are in the business's time zone": "שעות השקט לפי אזור הזמן של העסק",
     "Rules": "כללים",
     "The webhook's signing secret. Give it to the receiver now; it is not shown again.": "הסוד לחתימת ה-webhook. מסרו אותו למערכת המקבלת עכשיו; הוא לא יוצג שוב.",
