@@ -22,6 +22,7 @@ SECTIONS = {
     "webhooks": "scripts.bench_webhooks",
     "transcription": "scripts.bench_transcription",
     "e2e": "scripts.bench_e2e",
+    "notifications": "scripts.bench_notifications",
 }
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks-latest.md"
 

@@ -4,6 +4,7 @@ server, each recording what arrived."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -22,6 +23,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.time)
+    """When it arrived (epoch seconds): the benchmark's "receiver accepted" moment."""
 
 
 @dataclass
