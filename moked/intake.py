@@ -23,7 +23,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from moked import recordings
-from moked.db.models import Business, Call, PhoneNumber, Recording, WebhookEvent
+from moked.db.models import (
+    Business,
+    Call,
+    NotificationDelivery,
+    PhoneNumber,
+    Recording,
+    WebhookEvent,
+)
+from moked.notify import deliveries
 from moked.phone import try_e164
 from moked.statuses import (
     CallStatus,
@@ -289,12 +297,30 @@ def merge_recording(
     return recordings.media_reported(recording, status, when, error_code)
 
 
+def _message_reported(session: Session, params: Params) -> None:
+    """A delivery report on an alert sent by SMS or WhatsApp: recorded on its delivery."""
+    raw_sid = params.get("MessageSid") or params.get("SmsSid")
+    message_sid = valid_sid(raw_sid, "SM") or valid_sid(raw_sid, "MM")  # MM: media messages
+    if message_sid is None:
+        log.warning("message_status without a valid MessageSid; logged only")
+        return
+    status = _clip(params.get("MessageStatus") or params.get("SmsStatus")) or ""
+    error_code = _clip(params.get("ErrorCode"), NotificationDelivery.provider_error_code)
+    if not deliveries.provider_reported(
+        session, provider_id=message_sid, status=status, error_code=error_code
+    ):
+        log.info("message status %s on %s changed nothing", status or "-", message_sid)
+
+
 def apply_event(session: Session, event: InboundEvent) -> Effects:
     """Log the event and fold it into calls and recordings, in the caller's transaction."""
     log_event(session, event)
     params = event.flat
     effects = Effects()
     if event.endpoint is Endpoint.TWILIO_ALERTS:
+        return effects
+    if event.endpoint is Endpoint.MESSAGE_STATUS:
+        _message_reported(session, params)
         return effects
     call_sid = valid_sid(params.get("CallSid"), "CA")
     if call_sid is None:

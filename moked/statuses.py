@@ -138,6 +138,8 @@ class Endpoint(enum.StrEnum):
     RECORDING_STATUS = "recording_status"
     CALL_STATUS = "call_status"
     TWILIO_ALERTS = "twilio_alerts"
+    MESSAGE_STATUS = "message_status"
+    """Twilio Messaging's delivery reports (SMS, WhatsApp) on alerts Moked sent."""
 
     @property
     def path(self) -> str:

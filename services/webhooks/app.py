@@ -175,6 +175,12 @@ def _call_status(event: InboundEvent) -> Response:
     return _plain("OK")
 
 
+def _message_status(event: InboundEvent) -> Response:
+    """Twilio Messaging's delivery report on an alert: recorded on the delivery."""
+    _store(event)
+    return _plain("OK")
+
+
 def _log_alert(event: InboundEvent) -> bool:
     """Log a Debugger event; False when the same event (Twilio's Sid) was logged before."""
     try:
@@ -215,6 +221,7 @@ HANDLERS = {
     Endpoint.RECORDING_STATUS: _recording_status,
     Endpoint.CALL_STATUS: _call_status,
     Endpoint.TWILIO_ALERTS: _twilio_alerts,
+    Endpoint.MESSAGE_STATUS: _message_status,
 }
 
 

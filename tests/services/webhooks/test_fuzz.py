@@ -32,6 +32,7 @@ PROMISED = {
     Endpoint.RECORDING_STATUS: "text/plain",
     Endpoint.CALL_STATUS: "text/plain",
     Endpoint.TWILIO_ALERTS: "text/plain",
+    Endpoint.MESSAGE_STATUS: "text/plain",
 }
 TWILIO_KEYS = (
     "CallSid",
@@ -56,6 +57,8 @@ TWILIO_KEYS = (
     "Payload",
     "Level",
     "Sid",
+    "MessageSid",
+    "MessageStatus",
 )
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=80)
