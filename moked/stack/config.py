@@ -20,7 +20,7 @@ from moked.stack.layout import REPO_ROOT as REPO_ROOT
 from moked.stack.layout import StackLayout as StackLayout
 from moked.stack.layout import program_section
 from moked.stack.monitoring import monitoring_programs
-from moked.twilio import twiml
+from moked.twilio import rest, twiml
 
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.template"
 SERVICE_LAUNCHER = REPO_ROOT / "scripts" / "run-service"
@@ -183,6 +183,9 @@ def program_sections(layout: StackLayout) -> list[str]:
     if sink_address(layout.settings) is not None:
         # Development: email goes to .eml files under MAIL_DIR, never to a real mailbox.
         sections.append(program_section("mail-sink", f"{launcher} mail-sink", priority=20))
+    if rest.uses_simulator(layout.settings):
+        # No real Twilio credentials in development: SMS/WhatsApp alerts go here instead.
+        sections.append(program_section("twilio-sim", f"{launcher} twilio-sim", priority=20))
     sections.append(
         program_section(
             "transcriber",

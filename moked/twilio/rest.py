@@ -43,6 +43,28 @@ def rest_enabled(settings: Settings) -> bool:
     )
 
 
+def simulator_base(settings: Settings) -> str:
+    """The built-in simulator's Twilio REST API (moked.simulator.twilio_api)."""
+    return f"http://127.0.0.1:{settings.twilio_sim_port}"
+
+
+def uses_simulator(settings: Settings) -> bool:
+    """Development without real credentials: messages go to the simulator, not Twilio."""
+    return (
+        not settings.is_production and not settings.twilio_api_base and not rest_enabled(settings)
+    )
+
+
+def messaging_settings(settings: Settings) -> Settings:
+    """The settings SMS and WhatsApp alerts are sent with. An explicit TWILIO_API_BASE
+    wins (tests point it at a mock); in development without real credentials the
+    simulator plays Twilio, so `make up` shows what would have been sent. Only the
+    Messaging channel uses this: the reconciler never asks the simulator for recordings."""
+    if not uses_simulator(settings):
+        return settings
+    return settings.model_copy(update={"twilio_api_base": simulator_base(settings)})
+
+
 def api_origin(settings: Settings) -> str:
     return (settings.twilio_api_base or TWILIO_API_ORIGIN).rstrip("/")
 
