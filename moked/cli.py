@@ -230,6 +230,14 @@ def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(data, ensure_ascii=False))
     else:
         for key, value in data.items():
+            if key == "notifications":
+                for item in value:  # one line per alert, not a dict's repr
+                    sent = item["sent_at"] or "-"
+                    line = f"{item['channel']} {item['recipient']} {item['status']} {sent}"
+                    if item["provider_status"]:
+                        line += f" ({item['provider_status']})"
+                    print(f"{'notification':28} {line}")
+                continue
             print(f"{key:28} {value if value is not None else '-'}")
     return 0
 

@@ -420,3 +420,23 @@ def test_a_call_describes_its_notifications(
 def _no_leftover_jobs(isolated_settings: Settings) -> Iterator[None]:  # noqa: F811
     yield
     redis_client(isolated_settings.redis_url).flushdb()
+
+
+def test_moked_call_show_lists_the_notifications(
+    stack: StackUnderTest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On the stack's database (the command's own): failed and sent deliveries are final,
+    so the stack's sweep leaves them alone."""
+    with session_scope() as session:
+        spec = BusinessSpec(name=f"Eta {secrets.token_hex(3)}", numbers=(unique_number(),))
+        business_id = upsert_business(session, spec, stack.settings.greetings_dir).id
+    made = _call_with_deliveries(stack.settings, business_id)
+    capsys.readouterr()
+    assert cli.main(["call", "show", made.call_sid]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("notif")]
+    assert len(lines) == 2
+    assert f"email {made.call_sid}@delta.test failed -" in lines[0]
+    assert lines[1].endswith("(undelivered)") and " sms +9723" in lines[1]
+    assert cli.main(["call", "show", made.call_sid, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["notifications"]
+    assert [n["status"] for n in listed] == ["failed", "sent"]

@@ -16,7 +16,11 @@ from moked.accounts import add_user
 from moked.db.session import session_scope
 from tests.harness import StackUnderTest
 from tests.services.crm_ui.conftest import PASSWORD, Tenant, feed_call
-from tests.services.crm_ui.test_browser import assert_accessible_forms, login
+from tests.services.crm_ui.test_browser import (
+    assert_accessible_forms,
+    assert_fits_the_screen,
+    login,
+)
 
 TRANSCRIPT = "שלום, זה יוסי. הדוד במקלחת דולף, תחזרו אליי בבקשה."
 
@@ -82,5 +86,12 @@ def test_an_owner_adds_an_email_rule_and_the_voicemail_alert_shows_on_the_call(
         assert delivery.get_attribute("data-status") == "sent"
         assert page.locator("#notifications form").count() == 0, "nothing to send again"
         page.screenshot(path=str(artifacts / "crm-call-notifications.png"), full_page=True)
+
+        # The rules page on a phone: nothing sticks out sideways.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{stack.base}/businesses/{business.id}/notifications")
+        assert_fits_the_screen(page)
+        page.goto(f"{stack.base}/calls/{call.call_sid}")
+        assert_fits_the_screen(page)
     finally:
         context.close()
