@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from moked.statuses import Endpoint, JobOutcome
+from moked.statuses import Channel, Endpoint, JobOutcome, NotificationOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
-LABEL_MATCHER = re.compile(r'\b(outcome|endpoint)\s*(=~|!~|!=|=)\s*\\?"([^"\\]*)\\?"')
+LABEL_MATCHER = re.compile(r'\b(outcome|endpoint|channel)\s*(=~|!~|!=|=)\s*\\?"([^"\\]*)\\?"')
 ENUMS: dict[str, set[str]] = {
-    "outcome": {o.value for o in JobOutcome},
+    # Two metrics carry `outcome`: transcription jobs (JobOutcome) and notification
+    # attempts (NotificationOutcome).
+    "outcome": {o.value for o in JobOutcome} | {o.value for o in NotificationOutcome},
     "endpoint": {e.value for e in Endpoint},
+    "channel": {c.value for c in Channel},
 }
 
 
@@ -37,13 +40,13 @@ def monitoring_files() -> list[Path]:
 
 
 def test_rules_and_dashboards_name_only_values_the_code_emits() -> None:
-    seen: dict[str, set[str]] = {"outcome": set(), "endpoint": set()}
+    seen: dict[str, set[str]] = {"outcome": set(), "endpoint": set(), "channel": set()}
     for path in monitoring_files():
         for label, value in label_values(path.read_text(encoding="utf-8")):
             assert value in ENUMS[label], f"{path.relative_to(ROOT)}: {label}={value!r}"
             seen[label].add(value)
     # The matchers were found at all (a pattern that matches nothing would pass vacuously).
-    assert {"failed", "retry", "ready", "empty"} <= seen["outcome"]
+    assert {"failed", "retry", "ready", "empty", "sent"} <= seen["outcome"]
     assert {"incoming_call", "call_status"} <= seen["endpoint"]
 
 
