@@ -17,12 +17,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,8 @@ def running_mock(log_dir: Path, directory: Path = TOOLS_DIR) -> Iterator[TwilioM
             stderr=subprocess.STDOUT,
             cwd=directory,
             env=_node_environment(),
+            # Prism's launcher starts node children: end them all with the group.
+            start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -159,9 +162,14 @@ def running_mock(log_dir: Path, directory: Path = TOOLS_DIR) -> Iterator[TwilioM
                 time.sleep(0.5)
         yield TwilioMock(base=base, log_path=log_path)
     finally:
-        process.terminate()
+        _signal_group(process, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
+            _signal_group(process, signal.SIGKILL)
             process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
