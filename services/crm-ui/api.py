@@ -37,6 +37,10 @@ def bearer_user() -> CurrentUser | None:
     return current
 
 
+DELIVERY_FAILED = "the last attempt failed"
+"""What a non-admin token reads instead of a delivery's stored error."""
+
+
 def call_json(call: Call, user: CurrentUser) -> dict[str, Any]:
     """`moked.calls.describe_call`, plus where an integration can fetch the audio. A
     failure's stored detail (internal hosts, Twilio's account path) is for admins; other
@@ -45,6 +49,9 @@ def call_json(call: Call, user: CurrentUser) -> dict[str, Any]:
     data = describe_call(call, settings.recordings_dir)
     if data["transcription_error"] and not user.is_admin:
         data["transcription_error"] = failure_reason(data["transcription_error"])
+    if not user.is_admin:
+        for item in data["notifications"]:  # SMTP replies, hosts: for admins
+            item["error"] = DELIVERY_FAILED if item["error"] else None
     audio_url = None
     if data["recording_path"]:  # the main recording has audio on this server
         audio_url = settings.public_url(

@@ -35,7 +35,7 @@ from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone
 from moked import recordings
-from moked.accounts import Role
+from moked.accounts import Role, owns
 from moked.db.models import (
     Call,
     CallTag,
@@ -228,10 +228,20 @@ def show(call_sid: str) -> str:
         assign_form=assign,
         action_form=ActionForm(),
         notifications=call.notifications,
+        delivery_details=_sees_delivery_errors(call),
         delivery_labels=DELIVERY_LABELS,
         provider_labels=PROVIDER_LABELS,
         channel_names=CHANNEL_NAMES,
     )
+
+
+def _sees_delivery_errors(call: Call) -> bool:
+    """A failed delivery's stored error (SMTP replies, hosts, Twilio's answers) is for
+    admins and the business's owners, who manage the rules; members see that it failed."""
+    user = me()
+    if user.is_admin:
+        return True
+    return call.business_id is not None and owns(db(), user.id, call.business_id)
 
 
 @bp.get("/calls/<call_sid>/live")
