@@ -41,6 +41,7 @@ from moked.greetings import (
 )
 from moked.phone import InvalidPhoneNumber
 from moked.settings import Settings
+from moked.statuses import MembershipRole
 
 bp = Blueprint("businesses", __name__)
 
@@ -125,6 +126,13 @@ def _render(business: Business, **extra: object) -> str:
             .order_by(User.email)
         )
     )
+    owners = set(
+        db().scalars(
+            select(Membership.user_id).where(
+                Membership.business_id == business.id, Membership.role == MembershipRole.OWNER
+            )
+        )
+    )
     tags = list(db().scalars(select(Tag).where(Tag.business_id == business.id).order_by(Tag.name)))
     text_form = GreetingTextForm()
     text_form.text.data = business.greeting_text or ""
@@ -138,6 +146,7 @@ def _render(business: Business, **extra: object) -> str:
         tag_form=TagForm(),
         action_form=ActionForm(),
         members=members,
+        owners=owners,
         tags=tags,
         max_mb=MAX_GREETING_BYTES // (1024 * 1024),
         max_seconds=int(MAX_GREETING_SECONDS),

@@ -340,5 +340,6 @@ HEBREW: dict[str, str] = {
     "Send again to {recipient}": "שליחה חוזרת אל {recipient}",
     "Send again": "שליחה חוזרת",
     "No notifications about this call.": "אין התראות על השיחה הזו.",
+    "Owner": "בעלים",
     "The last attempt failed; an owner or administrator sees why.": "הניסיון האחרון נכשל; בעלי העסק ומנהלי המערכת רואים למה.",
 }

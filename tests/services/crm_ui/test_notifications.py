@@ -129,6 +129,10 @@ def test_an_admin_adds_email_and_webhook_rules_and_a_bad_one_is_refused(
     page = f"/businesses/{tenant.business_id}/notifications"
     business_page = client.get(f"/businesses/{tenant.business_id}").get_data(as_text=True)
     assert f'href="{page}"' in business_page, "the business page links to its notifications"
+    team = business_page.split('id="team"', 1)[1]
+    owner_item = team.split(tenant.owner, 1)[1].split("</li>", 1)[0]
+    member_item = team.split(tenant.member, 1)[1].split("</li>", 1)[0]
+    assert "בעלים" in owner_item and "בעלים" not in member_item
     assert "אף אחד עדיין לא מקבל התראות." in client.get(page).get_data(as_text=True)
 
     email = client.post(
