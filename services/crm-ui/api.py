@@ -54,9 +54,7 @@ def call_json(call: Call, user: CurrentUser) -> dict[str, Any]:
             item["error"] = DELIVERY_FAILED if item["error"] else None
     audio_url = None
     if data["recording_path"]:  # the main recording has audio on this server
-        audio_url = settings.public_url(
-            url_for("calls.audio", recording_sid=data["recording_sid"])
-        )
+        audio_url = settings.public_url(url_for("calls.audio", recording_sid=data["recording_sid"]))
     data["audio_url"] = audio_url
     return data
 

@@ -84,6 +84,9 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_notification_deliveries_rule_id"), "notification_deliveries", ["rule_id"]
     )
+    op.create_index(
+        op.f("ix_notification_deliveries_provider_id"), "notification_deliveries", ["provider_id"]
+    )
     op.create_index("ix_deliveries_due", "notification_deliveries", ["status", "next_attempt_at"])
     # The planner's scan: calls whose alerts are not decided yet, newest first.
     op.create_index(
