@@ -16,6 +16,7 @@ GOOD_PRODUCTION = {
     "twilio_auth_token": "9c1e6a0b7d2f4e8a9c1e6a0b7d2f4e8a",
     "secret_key": "3b9f2c7d1e6a4b8c9d0e1f2a3b4c5d6e7f8091a2",
     "database_url": "postgresql+psycopg2://moked:S3cure-pass@db:5432/moked",
+    "smtp_url": "smtp+starttls://alerts:S3cure-pass@smtp.example.co.il:587",
 }
 
 
@@ -35,6 +36,7 @@ def test_production_accepts_real_values() -> None:
         ({"twilio_auth_token": "change-me"}, "TWILIO_AUTH_TOKEN"),
         ({"secret_key": "change-me-please"}, "SECRET_KEY"),
         ({"twilio_account_sid": "AC00000000000000000000000000000000"}, "TWILIO_ACCOUNT_SID"),
+        ({"smtp_url": "smtp://smtp.example.co.il:25"}, "SMTP_URL"),
     ],
 )
 def test_production_refuses_placeholders(override: dict[str, str], named: str) -> None:
