@@ -4,6 +4,8 @@ The answer for a number is built from its business (greeting MP3 or text, record
 options). While Postgres is down the webhooks still owe Twilio that business's answer, so
 the last answer given for each number is kept on disk, shared by every gunicorn worker
 (a per-process copy would greet the same caller differently depending on the worker).
+A process started on an empty state directory (a new pod, a lost volume) rebuilds the
+copy from the database before any caller rings (`current_answers`, `rebuild`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moked.db.models import Business, PhoneNumber
 from moked.greetings import greeting_url, is_playable
 from moked.settings import Settings
 from moked.twilio import twiml
@@ -104,6 +111,15 @@ def playable(settings: Settings, answer: CallAnswer) -> CallAnswer:
     )
 
 
+def current_answers(session: Session, settings: Settings) -> dict[str, CallAnswer]:
+    """Every known number's answer as the database has it now: what a webhooks process
+    started on an empty state directory writes before any caller rings."""
+    rows = session.execute(
+        select(PhoneNumber.e164, Business).join(Business, PhoneNumber.business_id == Business.id)
+    ).all()
+    return {number: answer_for(settings, business) for number, business in rows}
+
+
 class LastKnownAnswers:
     """The last answer given per number, one small JSON file each, replaced atomically.
 
@@ -131,9 +147,13 @@ class LastKnownAnswers:
             and time.monotonic() - written[1] < self._refresh_seconds
         ):
             return
+        if self._write(number, answer):
+            self._written[number] = (answer, time.monotonic())
+
+    def _write(self, number: str, answer: CallAnswer) -> bool:
         path = self._path(number)
         if path.name == ".json":
-            return
+            return False
         try:
             self._directory.mkdir(parents=True, exist_ok=True)
             temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
@@ -141,8 +161,31 @@ class LastKnownAnswers:
             os.replace(temporary, path)
         except OSError as exc:
             log.warning("could not keep the last answer for %s: %s", number, exc)
-            return
-        self._written[number] = (answer, time.monotonic())
+            return False
+        return True
+
+    def rebuild(self, answers: Mapping[str, CallAnswer], *, read_at: float) -> tuple[int, int]:
+        """Make the store say what the database said at `read_at` (a time.time()): write
+        each number whose file differs, and remove the files of numbers it no longer knows
+        (no caller of an unassigned number hears its old business) unless a worker wrote
+        them since (a number added after the read). Returns (written, removed)."""
+        written = removed = 0
+        for number, answer in answers.items():
+            if self.recall(number) != answer and self._write(number, answer):
+                written += 1
+        known = {self._path(number).name for number in answers}
+        try:
+            files = [p for p in self._directory.glob("*.json") if p.name not in known]
+            for path in files:
+                try:
+                    if path.stat().st_mtime < read_at:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        except OSError as exc:
+            log.warning("could not tidy the last answers in %s: %s", self._directory, exc)
+        return written, removed
 
     def recall(self, number: str) -> CallAnswer | None:
         path = self._path(number)

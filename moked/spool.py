@@ -1,8 +1,10 @@
 """A durable on-disk spool for webhook events that could not reach Postgres.
 
 One file per event, written to a temporary name, fsynced and renamed, so a crash never
-leaves half an event. The reconciler replays the files in arrival order and deletes each
-one only after its transaction committed.
+leaves half an event. The webhooks' own upkeep process (services/webhooks/upkeep.py) and,
+where it shares the directory, the reconciler replay the files in arrival order and
+delete each one only after its transaction committed; two replayers of one directory are
+harmless (an event is logged once by its id).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Spool:
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 event = InboundEvent.from_json(data, source=EventSource.SPOOL)
+            except FileNotFoundError:
+                continue  # another replayer of this directory applied it meanwhile
             except (OSError, ValueError, KeyError) as exc:
                 path.rename(path.with_suffix(".bad"))
                 raise SpoolCorrupt(f"{path.name}: {exc}") from exc

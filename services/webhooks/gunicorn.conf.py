@@ -5,6 +5,8 @@ WEBHOOKS_THREADS, WEBHOOKS_ACCESS_LOG; moked/settings.py). PROMETHEUS_MULTIPROC_
 and emptied by the launcher before gunicorn starts.
 """
 
+import os
+import subprocess
 import sys
 
 from moked.settings import ConfigurationError, get_settings
@@ -31,6 +33,27 @@ proc_name = "moked-webhooks"
 # gunicorn 27 opens a control socket at one per-user path; several gunicorns (webhooks,
 # CRM, test stacks) would fight over it, and supervisord is our control interface.
 control_socket_disable = True
+
+
+_upkeep: subprocess.Popen[bytes] | None = None
+
+
+def when_ready(server):  # type: ignore[no-untyped-def]
+    """Once per master (per pod), not per worker: the process that replays this pod's spool
+    and rebuilds its last-known answers (services/webhooks/upkeep.py). A process of its own,
+    started after the sockets are bound: no thread in the master that forks the workers,
+    no listening socket inherited, and start-up is not delayed by a database that is down."""
+    global _upkeep
+    _upkeep = subprocess.Popen([sys.executable, "-m", "webhooks.upkeep", str(os.getpid())])
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if _upkeep is not None and _upkeep.poll() is None:
+        _upkeep.terminate()
+        try:
+            _upkeep.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _upkeep.kill()
 
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
