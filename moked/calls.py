@@ -63,6 +63,7 @@ def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
         "processing_status": recording.processing_status.value if recording else None,
         "transcript": recording.transcript if recording else None,
         "transcript_language": recording.transcript_language if recording else None,
+        "transcript_low_confidence": recording.low_confidence_reason if recording else None,
         "transcription_error": recording.error if recording else None,
         "tags": [call_tag.tag.name for call_tag in call.call_tags],
         "handled": call.handled_at is not None,

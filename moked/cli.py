@@ -57,9 +57,21 @@ def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     for line in login:
         print(f"  CRM login         : {line}")
     print(f"  mail              : {_mail_destination(layout.settings)}")
+    print(f"  transcription     : {_transcription(layout.settings)}")
     print(f"  logs              : {layout.log_dir}")
     print("  stop              : make down")
     return 0
+
+
+def _transcription(settings: Settings) -> str:
+    """Where Hebrew goes, and the one command to fix base-quality Hebrew transcripts."""
+    from moked.models import ModelError, hebrew_warning, route_for
+
+    try:
+        route = route_for(settings, "he")
+    except ModelError as exc:
+        return f"PROBLEM: {exc}"
+    return hebrew_warning(settings) or f"Hebrew → {route.backend.value}/{route.model}"
 
 
 def _mail_destination(settings: Settings) -> str:
@@ -413,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--interval", type=float, default=None)
     reconcile.set_defaults(handler=cmd_reconcile)
 
+    from moked.models_cli import add_parser as add_model_commands
+
+    add_model_commands(commands)
     from moked.notify.cli import add_parser as add_notify_commands
 
     add_notify_commands(commands)

@@ -11,6 +11,7 @@ Each check plays Twilio's part over the public origin, exactly as Twilio would:
 - numbers        every Twilio number of every business points at this host
 - alerts         no 11200/12300 in Twilio's Monitor Alerts API over the last hours
 - counter        no 11200/12300 in moked_twilio_errors_total (the Debugger webhook)
+- transcription  Hebrew businesses get a Hebrew model or OpenAI, not Whisper base
 
 A result is pass, warn, fail or skip; any fail makes the exit status non-zero. Against a
 development stack (http) the https checks are warnings, not failures.
@@ -65,6 +66,7 @@ CHECK_NAMES = (
     "numbers",
     "alerts",
     "counter",
+    "transcription",
 )
 """Every check, in the order they run."""
 
@@ -115,6 +117,8 @@ class BusinessProbe:
     name: str
     numbers: tuple[str, ...]
     greeting_file: str | None
+    language: str | None = None
+    """BCP-47 (he-IL); None when unknown."""
 
 
 class CheckFailed(Exception):
@@ -420,6 +424,30 @@ class Doctor:
             )
         return CheckResult("counter", Status.PASS, f"no 11200/12300 reported ({where})")
 
+    def check_transcription(self) -> CheckResult:
+        from moked.models import ModelError, hebrew_warning, route_for
+
+        hebrew = [
+            b.name
+            for b in self._business_list()
+            if (b.language or "he").lower().replace("_", "-").split("-")[0] in ("he", "iw")
+        ]
+        try:
+            route = route_for(self.settings, "he")
+        except ModelError as exc:
+            raise CheckFailed(f"the transcriber will not start: {exc}") from exc
+        where = f"{route.backend.value}/{route.model} ({route.why})"
+        if not hebrew:
+            return CheckResult("transcription", Status.PASS, f"no Hebrew business; he → {where}")
+        warning = hebrew_warning(self.settings)
+        if warning:
+            return CheckResult("transcription", Status.WARN, warning, sorted(hebrew))
+        return CheckResult(
+            "transcription",
+            Status.PASS,
+            f"{len(hebrew)} Hebrew business(es) transcribed by {where}",
+        )
+
     # --- running -----------------------------------------------------------------------
 
     def checks(self) -> dict[str, Callable[[], CheckResult]]:
@@ -466,6 +494,7 @@ def load_businesses() -> list[BusinessProbe]:
                 name=b.name,
                 numbers=tuple(n.e164 for n in b.numbers),
                 greeting_file=b.greeting_file,
+                language=b.language,
             )
             for b in rows
         ]

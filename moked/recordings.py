@@ -199,6 +199,8 @@ class Transcript:
     backend: str
     model: str | None
     audio_seconds: float | None = None
+    low_confidence: str | None = None
+    """Why staff should listen rather than trust the text (e.g. Hebrew on Whisper base)."""
 
 
 def finish(session: Session, recording_sid: str, transcript: Transcript) -> ProcessingStatus | None:
@@ -217,6 +219,8 @@ def finish(session: Session, recording_sid: str, transcript: Transcript) -> Proc
     recording.transcript_language = transcript.language
     recording.backend = transcript.backend
     recording.model = transcript.model
+    recording.low_confidence = transcript.low_confidence is not None
+    recording.low_confidence_reason = transcript.low_confidence
     if transcript.audio_seconds is not None:
         recording.audio_seconds = transcript.audio_seconds
     recording.error = None

@@ -111,7 +111,16 @@ class Settings(BaseSettings):
     transcriber_workers: int = 1
     """Worker processes per transcriber service; each holds its own copy of the model."""
     whisper_model: str = ""
-    """Directory of a CTranslate2 Whisper model; empty = the embedded multilingual base."""
+    """The old name of WHISPER_MODEL_DEFAULT (used when that is empty)."""
+    whisper_model_default: str = ""
+    """The model for languages without their own: an installed model's name (`moked model
+    list`) or a CTranslate2 model directory; empty = the embedded multilingual base."""
+    whisper_model_he: str = ""
+    """Hebrew's model; empty = a model installed for Hebrew (`moked model pull
+    ivrit-ai/whisper-large-v3-turbo-ct2`), else OpenAI with a key, else the default."""
+    whisper_model_en: str = ""
+    whisper_model_ar: str = ""
+    whisper_model_ru: str = ""
     whisper_compute_type: str = "int8"
     whisper_threads: int = 0
     """CPU threads for the local model; 0 = one per core."""

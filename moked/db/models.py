@@ -201,6 +201,10 @@ class Recording(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     transcript: Mapped[str | None] = mapped_column(Text)
     transcript_language: Mapped[str | None] = mapped_column(String(16))
+    low_confidence: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    """Staff should listen: the transcript came from a model known to be poor at this
+    language (Hebrew on Whisper base, migration 0007)."""
+    low_confidence_reason: Mapped[str | None] = mapped_column(Text)
     audio_seconds: Mapped[float | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     deleted_from_twilio_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

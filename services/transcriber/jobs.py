@@ -34,7 +34,7 @@ from moked.queue import MAX_ATTEMPTS, redis_client
 from moked.settings import Settings, get_settings
 from moked.statuses import JobOutcome, ProcessingStatus
 from transcriber import media
-from transcriber.backends import Backend, get_backend, load_count, whisper_language
+from transcriber.backends import get_backend, load_count, whisper_language
 from transcriber.errors import MediaRejected, TranscriptionError
 from transcriber.lease import lease
 
@@ -123,16 +123,16 @@ def _count(outcome: JobOutcome, backend_name: str) -> None:
 
 
 def _observe(
-    backend: Backend,
+    backend_name: str,
     status: ProcessingStatus,
     seconds: float,
     audio_seconds: float | None,
     completed_at: dt.datetime | None,
 ) -> None:
-    _count(JobOutcome.of(status), backend.name)
-    metrics.TRANSCRIPTION_SECONDS.labels(backend.name).observe(seconds)
+    _count(JobOutcome.of(status), backend_name)
+    metrics.TRANSCRIPTION_SECONDS.labels(backend_name).observe(seconds)
     if audio_seconds:
-        metrics.TRANSCRIPTION_RTF.labels(backend.name).observe(seconds / audio_seconds)
+        metrics.TRANSCRIPTION_RTF.labels(backend_name).observe(seconds / audio_seconds)
     if completed_at is not None:
         metrics.TRANSCRIPTION_LAG.observe(
             max(0.0, (recordings.utcnow() - completed_at).total_seconds())
@@ -208,6 +208,8 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         _count(JobOutcome.FAILED if final else JobOutcome.RETRY, backend_name)
         raise
     audio_seconds = transcript.audio_seconds or probed_seconds
+    # The router says which of its backends (and models) served this language.
+    used, model = transcript.backend or backend.name, transcript.model or backend.model
     with settings_session(settings) as session:
         status = recordings.finish(
             session,
@@ -215,23 +217,24 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
             recordings.Transcript(
                 text=transcript.text,
                 language=transcript.language,
-                backend=backend.name,
-                model=backend.model,
+                backend=used,
+                model=model,
                 audio_seconds=audio_seconds,
+                low_confidence=transcript.low_confidence,
             ),
         )
     if status is None:
         log.info("%s was finished by another job; this transcript is dropped", recording_sid)
-        return _skipped(result, "finished by another job", backend.name)
-    _observe(backend, status, elapsed, audio_seconds, claimed.completed_at)
+        return _skipped(result, "finished by another job", used)
+    _observe(used, status, elapsed, audio_seconds, claimed.completed_at)
     log.info(
         "%s %s in %.2f s (%s s of audio, %s/%s)",
         recording_sid,
         status.value,
         elapsed,
         f"{audio_seconds:.1f}" if audio_seconds else "?",
-        backend.name,
-        backend.model,
+        used,
+        model,
     )
     try:
         twilio_sync.delete_now(settings, recording_sid)

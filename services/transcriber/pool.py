@@ -190,15 +190,16 @@ def main() -> int:
         log.error("transcriber: %s", exc)
         return 2
     # Fail here, once, with one clear line, rather than in a restart loop of children.
-    if settings.effective_backend.value == "local":
-        from transcriber.errors import ModelError
-        from transcriber.model_store import resolve_model_dir
+    from transcriber.errors import ModelError
+    from transcriber.model_store import route_dir, routes
 
-        try:
-            resolve_model_dir(settings.whisper_model, settings.state_dir)
-        except ModelError as exc:
-            log.error("transcriber: %s", exc)
-            return 2
+    try:
+        for route in routes(settings):
+            if route.backend.value == "local":
+                route_dir(route, settings.state_dir)
+    except ModelError as exc:
+        log.error("transcriber: %s", exc)
+        return 2
     log.info(
         "transcriber: %d worker(s), backend %s",
         settings.transcriber_workers,

@@ -1,4 +1,5 @@
-"""Speech-to-text backends, chosen by TRANSCRIBER_BACKEND (auto: openai with a key, else local).
+"""Speech-to-text backends, routed per language (`moked.models`; TRANSCRIBER_BACKEND=auto:
+a language's own model, else openai with a key, else the local default model).
 
 A backend is built once per worker process (`get_backend`) and reused for every job: the
 local model is loaded into memory once, never per job. `Backend` and `Transcript` live in
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from moked.settings import Settings, TranscriberBackend
+from moked.settings import Settings
 from transcriber.backends.base import Backend as Backend
 from transcriber.backends.base import Transcript as Transcript
 
@@ -35,13 +36,11 @@ def load_count() -> int:
 
 
 def _build(settings: Settings) -> Backend:
-    if settings.effective_backend is TranscriberBackend.OPENAI:
-        from transcriber.backends.openai import OpenAIBackend
+    """A router over every language's backend (`moked.models.route_for`): Hebrew to a Hebrew
+    model when one is installed, else OpenAI with a key, else the default model."""
+    from transcriber.backends.router import Router
 
-        return OpenAIBackend.from_settings(settings)
-    from transcriber.backends.local import LocalBackend
-
-    return LocalBackend.from_settings(settings)
+    return Router.from_settings(settings)
 
 
 def get_backend(settings: Settings) -> Backend:

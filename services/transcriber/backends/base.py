@@ -17,6 +17,11 @@ class Transcript:
     language: str
     audio_seconds: float | None
     """Length of the audio the backend heard (None when it does not say)."""
+    backend: str | None = None
+    """Which backend and model made it, when a router chose among several."""
+    model: str | None = None
+    low_confidence: str | None = None
+    """Why the transcript should not be trusted without listening (None: no known reason)."""
 
 
 class Backend(Protocol):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from moked import metrics
+from moked.models import DEFAULT_ROUTE, configured_model
 from moked.settings import Settings
 from transcriber.backends.base import Transcript
 from transcriber.errors import BackendError, ModelError
@@ -46,10 +47,15 @@ class LocalBackend:
     name: str = "local"
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LocalBackend:
+    def from_settings(
+        cls, settings: Settings, model: tuple[Path, str] | None = None
+    ) -> LocalBackend:
+        """Load `model` (directory, name), by default the default route's model."""
         from faster_whisper import WhisperModel
 
-        model_dir, display = resolve_model_dir(settings.whisper_model, settings.state_dir)
+        if model is None:
+            model = resolve_model_dir(configured_model(settings, DEFAULT_ROUTE), settings.state_dir)
+        model_dir, display = model
         threads = cpu_threads(settings.whisper_threads, settings.transcriber_workers)
         started = time.monotonic()
         try:
