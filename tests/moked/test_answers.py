@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from pathlib import Path
 
 from moked.answers import CallAnswer, LastKnownAnswers, answer_for, default_answer, playable
@@ -117,3 +118,25 @@ def test_a_file_overwritten_with_an_older_answer_is_put_right(tmp_path: Path) ->
     other.remember("+97235550126", y)
     prompt.remember("+97235550126", x)
     assert prompt.recall("+97235550126") == x, "past refresh_seconds: rewritten"
+
+
+def test_rebuild_writes_what_differs_and_removes_numbers_no_longer_known(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    store = LastKnownAnswers(settings.last_known_answers_dir)
+    hello = answer_for(settings, Greeting(None, greeting_text="hello"))
+    shalom = answer_for(settings, Greeting(None, greeting_text="shalom"))
+    store.remember("+97231111111", default_answer(settings))  # unassigned since
+    store.remember("+97232222222", hello)
+    read_at = time.time() + 1  # every file above is older than the database's answers
+
+    assert store.rebuild({"+97232222222": hello, "+97233333333": shalom}, read_at=read_at) == (
+        1,
+        1,
+    )
+    assert store.recall("+97231111111") is None
+    assert store.recall("+97232222222") == hello
+    assert store.recall("+97233333333") == shalom
+    # Nothing changed: nothing rewritten. A number a worker wrote after the read stays.
+    store.remember("+97234444444", hello)
+    assert store.rebuild({"+97232222222": hello, "+97233333333": shalom}, read_at=0.0) == (0, 0)
+    assert store.recall("+97234444444") == hello

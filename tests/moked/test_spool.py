@@ -110,3 +110,16 @@ def test_spooled_events_are_private_to_the_service(tmp_path: Path) -> None:
     path = Spool(directory).put(_event())
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_file_another_replayer_took_is_skipped_not_set_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    first, second = spool.put(_event()), spool.put(_event())
+    pending = spool.pending()
+
+    path, _ = next(pending)
+    assert path == first
+    Spool.done(second)  # the reconciler replayed it meanwhile (same directory)
+
+    assert list(pending) == []
+    assert not list(spool.directory.glob("*.bad"))
