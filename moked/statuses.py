@@ -140,6 +140,12 @@ class Endpoint(enum.StrEnum):
     TWILIO_ALERTS = "twilio_alerts"
     MESSAGE_STATUS = "message_status"
     """Twilio Messaging's delivery reports (SMS, WhatsApp) on alerts Moked sent."""
+    CALLBACK_CONNECT = "callback_connect"
+    """A callback's staff leg answered: TwiML that dials the caller (moked.callbacks)."""
+    CALLBACK_DIAL = "callback_dial"
+    """The `<Dial>` to the caller ended (its action): DialCallStatus, DialCallDuration."""
+    CALLBACK_STATUS = "callback_status"
+    """Status callbacks of a callback's staff leg (initiated, ringing, answered, completed)."""
 
     @property
     def path(self) -> str:
@@ -147,7 +153,17 @@ class Endpoint(enum.StrEnum):
 
     @property
     def answers_twiml(self) -> bool:
-        return self in (Endpoint.INCOMING_CALL, Endpoint.HANDLE_RECORDING)
+        return self in (
+            Endpoint.INCOMING_CALL,
+            Endpoint.HANDLE_RECORDING,
+            Endpoint.CALLBACK_CONNECT,
+            Endpoint.CALLBACK_DIAL,
+        )
+
+    @property
+    def is_callback(self) -> bool:
+        """About a callback Moked placed (moked.callbacks), not a call to a business."""
+        return self in (Endpoint.CALLBACK_CONNECT, Endpoint.CALLBACK_DIAL, Endpoint.CALLBACK_STATUS)
 
 
 class EventSource(enum.StrEnum):
@@ -238,3 +254,67 @@ class NotificationOutcome(enum.StrEnum):
     """A transient failure; another attempt follows after a backoff."""
     FAILED = "failed"
     HELD = "held"
+
+
+# --- callbacks and follow-up (moked.callbacks, moked.followup) ----------------------------
+
+
+class CallbackStatus(enum.StrEnum):
+    """One callback attempt (callback_attempts.status; moked.callbacks owns the changes).
+    The last four are its outcome."""
+
+    REQUESTED = "requested"
+    """Asked of Twilio (or about to be); nothing heard back yet."""
+    RINGING = "ringing"
+    """The staff member's phone is ringing."""
+    CONNECTING = "connecting"
+    """The staff member answered; Twilio is dialling the caller."""
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+
+    @property
+    def rank(self) -> int:
+        return _CALLBACK_RANK[self]
+
+    @property
+    def is_final(self) -> bool:
+        return self.rank == _CALLBACK_FINAL_RANK
+
+
+_CALLBACK_FINAL_RANK = 3
+_CALLBACK_RANK = {
+    CallbackStatus.REQUESTED: 0,
+    CallbackStatus.RINGING: 1,
+    CallbackStatus.CONNECTING: 2,
+    CallbackStatus.REACHED: _CALLBACK_FINAL_RANK,
+    CallbackStatus.NO_ANSWER: _CALLBACK_FINAL_RANK,
+    CallbackStatus.BUSY: _CALLBACK_FINAL_RANK,
+    CallbackStatus.FAILED: _CALLBACK_FINAL_RANK,
+}
+
+CALLBACK_OUTCOMES = (
+    CallbackStatus.REACHED,
+    CallbackStatus.NO_ANSWER,
+    CallbackStatus.BUSY,
+    CallbackStatus.FAILED,
+)
+"""What staff can log by hand for an attempt made from their own phone."""
+
+
+class FollowUp(enum.StrEnum):
+    """Where a call is on its way back to the caller (calls.follow_up; moked.followup)."""
+
+    NEW = "new"
+    NEEDS_CALLBACK = "needs_callback"
+    CALLED_BACK = "called_back"
+    """A callback reached the caller."""
+    NO_ANSWER = "no_answer"
+    """The last callback did not reach the caller: try again."""
+    RESOLVED = "resolved"
+    """Done (what the CRM's "handled" was)."""
+
+    @property
+    def is_open(self) -> bool:
+        return self is not FollowUp.RESOLVED

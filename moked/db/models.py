@@ -24,11 +24,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 
 from moked.statuses import (
     AlertKind,
+    CallbackStatus,
     CallStatus,
     Channel,
     DeliveryStatus,
     Direction,
     EventSource,
+    FollowUp,
     MembershipRole,
     NotifyWhen,
     ProcessingStatus,
@@ -67,6 +69,15 @@ class Business(Base):
     record_finish_on_key: Mapped[str] = mapped_column(String(12), default="*")
     record_play_beep: Mapped[bool] = mapped_column(Boolean, default=True)
     record_trim: Mapped[bool] = mapped_column(Boolean, default=True)
+    callback_limit_minutes: Mapped[int] = mapped_column(Integer, default=120, server_default="120")
+    """A voicemail waiting longer than this for a reached callback, within business hours,
+    is overdue (the CallbacksOverdue alert; migration 0008)."""
+    hours_start: Mapped[dt.time] = mapped_column(default=dt.time(8), server_default="08:00")
+    hours_end: Mapped[dt.time] = mapped_column(default=dt.time(18), server_default="18:00")
+    work_days: Mapped[str] = mapped_column(
+        String(32), default="sun,mon,tue,wed,thu", server_default="sun,mon,tue,wed,thu"
+    )
+    """Business hours in the business's time zone (moked.business_hours)."""
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -114,11 +125,17 @@ class Call(Base):
     duration_seconds: Mapped[int | None] = mapped_column(Integer)
     last_sequence_number: Mapped[int | None] = mapped_column(Integer)
     handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    """When staff marked the call handled (None = open); set in the CRM."""
+    """When staff marked the call handled (None = open); set with `follow_up` resolved."""
     handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     assignee_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
+    follow_up: Mapped[FollowUp] = mapped_column(
+        _enum(FollowUp, "follow_up"), default=FollowUp.NEW, server_default=FollowUp.NEW.value
+    )
+    """Where the call is on its way back to the caller; moked.followup owns it."""
+    first_reached_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When a callback first reached the caller: the end of the time to callback."""
     alerts_planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """When the call's notifications were decided (moked.notify.planner); None = not yet.
     Set once: a later transcript or a retry never alerts again."""
@@ -142,6 +159,13 @@ class Call(Base):
         order_by="NotificationDelivery.id", viewonly=True
     )
     """Read-only: moked.notify.deliveries is the one writer of deliveries."""
+    callback_attempts: Mapped[list[CallbackAttempt]] = relationship(
+        order_by="CallbackAttempt.id", viewonly=True
+    )
+    """Read-only: moked.callbacks is the one writer of attempts."""
+    follow_up_changes: Mapped[list[FollowUpChange]] = relationship(
+        order_by="FollowUpChange.id", viewonly=True
+    )
 
 
 def call_time(call: type[Call] = Call) -> Any:
@@ -256,6 +280,8 @@ class User(Base):
     """'admin' or 'staff' (moked.accounts.Role)."""
     language: Mapped[str] = mapped_column(String(8), default="he")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    """E.164: the phone a callback from the CRM rings first (migration 0008)."""
     last_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Every CRM session carries the value it began with; bumping it (sign out, a new
@@ -461,3 +487,65 @@ class NotificationDelivery(Base):
 
     call: Mapped[Call] = relationship()
     rule: Mapped[NotificationRule | None] = relationship()
+
+
+# --- callbacks and follow-up (migration 0008) ----------------------------------------------
+
+
+class CallbackAttempt(Base):
+    """One attempt to call a caller back: through Twilio (the staff member's phone rings,
+    then `<Dial>` connects the caller) or logged by hand. moked.callbacks owns its state."""
+
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Dialled by staff from their own phone and logged by hand (no Twilio legs)."""
+    status: Mapped[CallbackStatus] = mapped_column(
+        _enum(CallbackStatus, "callback_status"), default=CallbackStatus.REQUESTED
+    )
+    staff_number: Mapped[str | None] = mapped_column(String(20))
+    caller_id: Mapped[str | None] = mapped_column(String(20))
+    """The business's number Twilio calls from (both legs)."""
+    call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    """The staff leg's CallSid (Calls.create)."""
+    staff_status: Mapped[CallStatus | None] = mapped_column(_enum(CallStatus, "call_status"))
+    dial_call_sid: Mapped[str | None] = mapped_column(String(64))
+    dial_status: Mapped[str | None] = mapped_column(String(32))
+    """The `<Dial>` leg's DialCallStatus (completed, busy, no-answer, failed, canceled)."""
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    """How long staff and caller talked (DialCallDuration)."""
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    call: Mapped[Call] = relationship()
+    user: Mapped[User | None] = relationship()
+
+
+class FollowUpChange(Base):
+    """Each change of a call's follow-up state, with who and when (the call's timeline)."""
+
+    __tablename__ = "follow_up_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[FollowUp | None] = mapped_column(_enum(FollowUp, "follow_up"))
+    to_status: Mapped[FollowUp] = mapped_column(_enum(FollowUp, "follow_up"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    attempt_id: Mapped[int | None] = mapped_column(
+        ForeignKey("callback_attempts.id", ondelete="SET NULL")
+    )
+    """The callback attempt that made the change, if one did."""
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User | None] = relationship()
