@@ -429,9 +429,11 @@ def remove(state_dir: Path, name: str) -> list[InstalledModel]:
 # --- pull from the Hugging Face Hub -------------------------------------------------------
 
 
-def hub_endpoint() -> str | None:
-    """HF_ENDPOINT (a mirror), read when asked: huggingface_hub reads it once at import."""
-    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
+def hub_endpoint(configured: str | None = None) -> str | None:
+    """The Hub or its mirror: HF_ENDPOINT from the settings, else from the environment read
+    now (huggingface_hub reads it only once, when it is imported); None = the Hub."""
+    value = configured if configured else os.environ.get("HF_ENDPOINT", "")
+    return value.strip().rstrip("/") or None
 
 
 def _dir_name(repo_id: str, revision: str) -> str:
@@ -446,11 +448,11 @@ def _card_languages(info: Any) -> tuple[str, ...]:
     return codes if len(codes) <= MULTILINGUAL_AFTER else ()
 
 
-def _hub_error(exc: Exception, what: str) -> ModelError:
+def _hub_error(exc: Exception, what: str, endpoint: str | None) -> ModelError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    where = hub_endpoint() or "the Hugging Face Hub"
+    where = endpoint or "the Hugging Face Hub"
     if status is not None:
         return ModelError(f"{what}: {where} answered {status} ({reason})")
     return ModelError(f"{what}: cannot reach {where} ({type(exc).__name__}: {reason})")
@@ -464,6 +466,7 @@ def _download(
     size: int | None,
     digest: Callable[[Path], str],
     token: str | None,
+    endpoint: str | None,
 ) -> None:
     """One file into staging, resuming a partial download left by an earlier run, then
     checked against the Hub's hash before it takes its name."""
@@ -473,7 +476,7 @@ def _download(
     destination = staging / filename
     if destination.is_file() and digest(destination) == expected:
         return
-    metadata = get_hf_file_metadata(url, token=token, endpoint=hub_endpoint())
+    metadata = get_hf_file_metadata(url, token=token, endpoint=endpoint)
     if metadata.etag and metadata.etag != expected:
         raise ModelError(
             f"{filename}: the server's ETag {metadata.etag} is not the hash in the repository's"
@@ -520,6 +523,7 @@ def pull(
     revision: str | None = None,
     languages: Sequence[str] | None = None,
     token: str | None = None,
+    endpoint: str | None = None,
 ) -> tuple[InstalledModel, bool]:
     """Download a CTranslate2 Whisper model from the Hub (or HF_ENDPOINT) and install it.
 
@@ -528,21 +532,27 @@ def pull(
     its LFS object (git's blob id for small files) from the repository's metadata, before
     the model appears. Returns (model, whether it was downloaded now).
     """
-    from huggingface_hub import HfApi, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError
+    try:
+        from huggingface_hub import HfApi, hf_hub_url
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError as exc:  # the webhooks and CRM images do not carry it
+        raise ModelError(
+            "huggingface_hub is not installed here: pull where the transcriber runs"
+            " (with Docker: docker compose exec transcriber moked model pull …)"
+        ) from exc
 
     if not _REPO_ID.match(repo_id):
         raise ModelError(f"{repo_id!r} is not a Hugging Face repository id (owner/name)")
-    endpoint = hub_endpoint()
+    endpoint = hub_endpoint(endpoint)
     api = HfApi(endpoint=endpoint, token=token)
     try:
         info = api.model_info(repo_id, revision=revision, files_metadata=True)
     except HfHubHTTPError as exc:
-        raise _hub_error(exc, f"cannot look up {repo_id}") from exc
+        raise _hub_error(exc, f"cannot look up {repo_id}", endpoint) from exc
     except OSError as exc:
-        raise _hub_error(exc, f"cannot look up {repo_id}") from exc
+        raise _hub_error(exc, f"cannot look up {repo_id}", endpoint) from exc
     except Exception as exc:  # httpx's transport errors are not OSErrors
-        raise _hub_error(exc, f"cannot look up {repo_id}") from exc
+        raise _hub_error(exc, f"cannot look up {repo_id}", endpoint) from exc
     commit = str(info.sha or "")
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise ModelError(f"{repo_id}: the server gave no commit for revision {revision or 'main'}")
@@ -568,11 +578,11 @@ def pull(
             raise ModelError(f"{repo_id}: the server gave no hash for {filename}; not verifiable")
         url = hf_hub_url(repo_id, filename, revision=commit, endpoint=endpoint)
         try:
-            _download(url, staging, filename, expected, size, digest, token)
+            _download(url, staging, filename, expected, size, digest, token, endpoint)
         except ModelError:
             raise
         except Exception as exc:
-            raise _hub_error(exc, f"downloading {filename} of {repo_id} stopped") from exc
+            raise _hub_error(exc, f"downloading {filename} of {repo_id} stopped", endpoint) from exc
     check_model_dir(staging)
     chosen = _languages(languages) if languages is not None else _card_languages(info)
     _write_manifest(staging, name=repo_id, revision=commit, source="hub", languages=chosen)

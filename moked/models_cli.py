@@ -92,10 +92,14 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
     settings = _settings(settings)
-    where = models.hub_endpoint() or "the Hugging Face Hub"
+    where = models.hub_endpoint(settings.hf_endpoint) or "the Hugging Face Hub"
     print(f"pulling {args.name} from {where} into {models.models_root(settings.state_dir)}")
     model, downloaded = models.pull(
-        settings.state_dir, args.name, revision=args.revision, languages=args.language
+        settings.state_dir,
+        args.name,
+        revision=args.revision,
+        languages=args.language,
+        endpoint=settings.hf_endpoint,
     )
     verb = "installed" if downloaded else "already installed"
     languages = ",".join(model.languages) or "multilingual"

@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     whisper_model_en: str = ""
     whisper_model_ar: str = ""
     whisper_model_ru: str = ""
+    hf_endpoint: str = ""
+    """A Hugging Face Hub mirror for `moked model pull`; empty = the Hub (huggingface_hub's
+    own HF_ENDPOINT, the same variable)."""
     whisper_compute_type: str = "int8"
     whisper_threads: int = 0
     """CPU threads for the local model; 0 = one per core."""
