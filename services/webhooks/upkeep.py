@@ -26,14 +26,16 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from moked import metrics
 from moked.answers import LastKnownAnswers, current_answers
 from moked.db.session import settings_session
 from moked.queue import redis_client
 from moked.reconcile import replay_spool
 from moked.settings import ConfigurationError, Settings, get_settings
 from moked.spool import Spool
+from moked.statuses import EventSource
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhooks.upkeep")  # run as __main__
 
 LOG_FORMAT = "%(asctime)s %(levelname)s webhooks-upkeep[%(process)d] %(name)s: %(message)s"
 SPOOL_POLL_SECONDS = 2.0
@@ -103,6 +105,15 @@ def rebuild_answers(settings: Settings, store: LastKnownAnswers) -> int:
 
 
 def run(settings: Settings, master_pid: int) -> None:
+    # This pod's replays are counted on the webhooks' /metrics (the same multiprocess
+    # directory), at 0 from start so their first increase is visible to rate().
+    metrics.WEBHOOK_EVENTS_REPLAYED.labels(EventSource.SPOOL.value)
+    log.info(
+        "keeping %s replayed and %s rebuilt for gunicorn master %d",
+        settings.spool_dir,
+        settings.last_known_answers_dir,
+        master_pid,
+    )
     redis = redis_client(settings.redis_url)
     store = LastKnownAnswers(settings.last_known_answers_dir)
     tasks = [
