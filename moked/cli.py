@@ -57,13 +57,13 @@ def cmd_stack_up(args: argparse.Namespace, settings: Settings) -> int:
     for line in login:
         print(f"  CRM login         : {line}")
     print(f"  mail              : {_mail_destination(layout.settings)}")
-    print(f"  transcription     : {_transcription(layout.settings)}")
+    print(f"  transcription     : {transcription_summary(layout.settings)}")
     print(f"  logs              : {layout.log_dir}")
     print("  stop              : make down")
     return 0
 
 
-def _transcription(settings: Settings) -> str:
+def transcription_summary(settings: Settings) -> str:
     """Where Hebrew goes, and the one command to fix base-quality Hebrew transcripts."""
     from moked.models import ModelError, hebrew_warning, route_for
 
@@ -267,6 +267,7 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
             password=args.password,
             name=args.name,
             owner=args.owner,
+            phone=args.phone,
         )
     verb = "created" if result.created else "updated"
     where = f", business {args.business}" if args.business else ""
@@ -397,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--owner",
         action="store_true",
         help="an owner of --business: also manages its notification rules in the CRM",
+    )
+    user_add.add_argument(
+        "--phone", help="their phone (E.164), which a callback from the CRM rings; '' clears it"
     )
     user_add.set_defaults(handler=cmd_user_add)
     user_signout = user.add_parser("signout", help="end every CRM session of a user")

@@ -395,3 +395,17 @@ def test_doctor_says_when_hebrew_businesses_get_base_quality(
     models.import_model(tmp_path, base_dir, name="hebrew-model", languages=["he"])
     fixed = Doctor(settings_for(tmp_path), businesses=lambda: [hebrew]).check_transcription()
     assert fixed.status is Status.PASS and "local/hebrew-model" in fixed.summary
+
+
+def test_make_up_says_where_hebrew_goes_and_how_to_fix_it(base_dir: Path, tmp_path: Path) -> None:
+    assert cli.transcription_summary(settings_for(tmp_path)) == (
+        "Hebrew businesses will get base-quality transcripts (Whisper base, marked"
+        " low-confidence). Fix: moked model pull ivrit-ai/whisper-large-v3-turbo-ct2"
+    )
+    keyed = settings_for(tmp_path, openai_api_key=SecretStr("sk-test"), openai_model="whisper-1")
+    assert cli.transcription_summary(keyed) == "Hebrew → openai/whisper-1"
+    broken = settings_for(tmp_path, whisper_model_he="ivrit-ai/whisper-large-v3-turbo-ct2")
+    assert cli.transcription_summary(broken).startswith("PROBLEM: WHISPER_MODEL_HE=")
+
+    models.import_model(tmp_path, base_dir, name="hebrew-model", languages=["he"])
+    assert cli.transcription_summary(settings_for(tmp_path)) == "Hebrew → local/hebrew-model"
