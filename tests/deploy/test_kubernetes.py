@@ -35,7 +35,8 @@ KUSTOMIZATIONS = ("base", "overlays/production", "overlays/gpu")
 OVERLAYS = ("overlays/production", "overlays/gpu")
 CRD_SCHEMAS = Path(__file__).with_name("crd_schemas")
 K8S_VERSION = "1.30.0"
-WORKLOADS = ("Deployment", "StatefulSet", "Job")
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
+ONE_SHOT = ("Job", "CronJob")
 MOKED_IMAGES = ("moked/webhooks", "moked/crm-ui", "moked/transcriber", "moked/nginx")
 
 pytestmark = pytest.mark.skipif(
@@ -72,13 +73,19 @@ def is_builtin(doc: dict[str, Any]) -> bool:
     return "." not in group or group.endswith(".k8s.io")
 
 
+def pod_template(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    template: dict[str, Any] = spec["template"]
+    return template
+
+
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
-    spec: dict[str, Any] = doc["spec"]["template"]["spec"]
+    spec: dict[str, Any] = pod_template(doc)["spec"]
     return spec
 
 
 def pod_labels(doc: dict[str, Any]) -> dict[str, str]:
-    labels: dict[str, str] = doc["spec"]["template"]["metadata"]["labels"]
+    labels: dict[str, str] = pod_template(doc)["metadata"]["labels"]
     return labels
 
 
@@ -201,7 +208,7 @@ def test_every_container_is_pinned_sized_probed_and_unprivileged(kustomization: 
             assert security["capabilities"]["drop"] == ["ALL"], what
             assert security.get("runAsNonRoot", True) is not False, what
             assert security.get("runAsUser", 1) != 0, what
-        if doc["kind"] != "Job":
+        if doc["kind"] not in ONE_SHOT:
             for container in containers(doc, init=False):
                 what = f"{where} {container['name']}"
                 assert "readinessProbe" in container and "livenessProbe" in container, what
@@ -229,7 +236,7 @@ def test_apps_wait_for_the_migrations_of_their_own_image(kustomization: str) -> 
     assert pod_spec(job)["containers"][0]["command"] == ["moked", "migrate"]
     for doc in workloads(kustomization):
         images = [c["image"] for c in containers(doc, init=False)]
-        if doc["kind"] == "Job" or not any(i.startswith("moked/") for i in images):
+        if doc["kind"] in ONE_SHOT or not any(i.startswith("moked/") for i in images):
             continue
         if doc["metadata"]["name"] == "nginx":
             continue  # nginx itself needs no schema; its replay sidecar waits on Postgres
@@ -257,7 +264,7 @@ def test_multi_replica_workloads_have_a_pdb_and_spread_across_nodes(kustomizatio
     several = [
         doc
         for doc in workloads(kustomization)
-        if doc["kind"] != "Job"
+        if doc["kind"] not in ONE_SHOT
         and (doc["spec"].get("replicas", 1) > 1 or doc["metadata"]["name"] in scaled)
     ]
     assert {d["metadata"]["name"] for d in several} >= {
@@ -631,3 +638,16 @@ def test_the_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
         assert sorted(cm["data"]) == dashboards
         for name in dashboards:
             assert json.loads(cm["data"][name])["uid"]
+
+
+def test_provision_and_doctor_run_as_jobs_from_suspended_cronjobs() -> None:
+    commands = {
+        cron["metadata"]["name"]: pod_spec(cron)["containers"][0]["command"]
+        for cron in objects("base", "CronJob")
+    }
+    assert commands == {
+        "moked-provision": ["moked", "provision"],
+        "moked-provision-apply": ["moked", "provision", "--apply"],
+        "moked-doctor": ["moked", "doctor"],
+    }
+    assert all(cron["spec"]["suspend"] for cron in objects("base", "CronJob"))
