@@ -16,6 +16,7 @@ import signal
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -158,3 +159,32 @@ def test_a_process_on_a_fresh_state_directory_greets_with_the_business(
     assert say.text == greeting, "the business's greeting, not the default"
     assert say.get("language") == "en-US"
     assert elapsed < 10, "answered within Twilio's patience"
+
+
+def _upkeeps_of(master_pid: int) -> list[int]:
+    """Pids of upkeep processes started for this gunicorn master (their command line says)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"webhooks.upkeep" in argv and str(master_pid).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def test_an_upkeep_process_does_not_outlive_its_master(stack: StackUnderTest) -> None:
+    master = _webhooks_pid(stack)
+    eventually(lambda: bool(_upkeeps_of(master)), timeout=30, what="the master's upkeep")
+
+    os.kill(master, signal.SIGKILL)  # the master alone: its upkeep is left to init
+    try:
+        eventually(lambda: not _upkeeps_of(master), timeout=30, what="the orphan upkeep gone")
+    finally:
+        eventually(lambda: _webhooks_pid(stack) not in (0, master), timeout=60, what="restart")
+        stack.supervisorctl("start", "webhooks")  # already running: waits until it serves
+    replacement = _webhooks_pid(stack)
+    eventually(lambda: bool(_upkeeps_of(replacement)), timeout=30, what="the new upkeep")
