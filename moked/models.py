@@ -20,7 +20,9 @@ The CLI and doctor import this module; it must not import a service.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import importlib.resources
 import json
@@ -29,7 +31,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -533,8 +535,7 @@ def pull(
     the model appears. Returns (model, whether it was downloaded now).
     """
     try:
-        from huggingface_hub import HfApi, hf_hub_url
-        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub import HfApi
     except ImportError as exc:  # the webhooks and CRM images do not carry it
         raise ModelError(
             "huggingface_hub is not installed here: pull where the transcriber runs"
@@ -547,11 +548,7 @@ def pull(
     api = HfApi(endpoint=endpoint, token=token)
     try:
         info = api.model_info(repo_id, revision=revision, files_metadata=True)
-    except HfHubHTTPError as exc:
-        raise _hub_error(exc, f"cannot look up {repo_id}", endpoint) from exc
-    except OSError as exc:
-        raise _hub_error(exc, f"cannot look up {repo_id}", endpoint) from exc
-    except Exception as exc:  # httpx's transport errors are not OSErrors
+    except Exception as exc:  # the Hub's answers, and httpx's transport errors (not OSErrors)
         raise _hub_error(exc, f"cannot look up {repo_id}", endpoint) from exc
     commit = str(info.sha or "")
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
@@ -568,6 +565,43 @@ def pull(
             " faster-whisper needs a -ct2 repository"
         )
     staging = _staging(state_dir, target.name)
+    with _exclusive(staging, repo_id):
+        return _fetch(
+            state_dir, repo_id, commit, info, siblings, staging, target, languages, token, endpoint
+        )
+
+
+@contextlib.contextmanager
+def _exclusive(staging: Path, repo_id: str) -> Iterator[None]:
+    """One pull of a revision at a time: two would write the same partial files."""
+    path = staging.parent / f"{staging.name}.lock"
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ModelError(f"another pull of {repo_id} is running") from exc
+        yield
+        if not staging.exists():  # installed: nothing left to guard
+            path.unlink(missing_ok=True)
+
+
+def _fetch(
+    state_dir: Path,
+    repo_id: str,
+    commit: str,
+    info: Any,
+    siblings: dict[str, Any],
+    staging: Path,
+    target: Path,
+    languages: Sequence[str] | None,
+    token: str | None,
+    endpoint: str | None,
+) -> tuple[InstalledModel, bool]:
+    from huggingface_hub import hf_hub_url
+
+    existing = _read_manifest(target)  # a pull that held the lock before us finished it
+    if existing is not None:
+        return existing, False
     for filename, sibling in sorted(siblings.items(), key=lambda item: item[0] == MODEL_FILE):
         if sibling.lfs is not None:
             expected, digest = str(sibling.lfs.sha256), sha256_of

@@ -4,6 +4,7 @@ resumed, imported, listed, removed; and each language routed to the right model.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
 from collections.abc import Iterator
@@ -142,6 +143,20 @@ def test_a_corrupted_file_is_refused(hub: HubServer, tmp_path: Path) -> None:
     hub.corrupt.clear()
     model, _ = models.pull(tmp_path, REPO)
     assert model.sha256 == models.EMBEDDED_MODEL_SHA256
+
+
+def test_two_pulls_of_one_model_never_write_the_same_files(hub: HubServer, tmp_path: Path) -> None:
+    commit = hub.repos[REPO].commit
+    partial = tmp_path / "models" / ".partial"
+    partial.mkdir(parents=True)
+    with open(partial / f"moked-test--whisper-base-he-ct2--{commit[:12]}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a pull running in another process holds it
+        with pytest.raises(models.ModelError, match="another pull of"):
+            models.pull(tmp_path, REPO)
+        assert hub.gets("model.bin") == []
+
+    model, downloaded = models.pull(tmp_path, REPO)
+    assert downloaded and models.verify(model) == []
 
 
 def test_a_small_file_is_checked_against_its_git_blob_id(hub: HubServer, tmp_path: Path) -> None:
