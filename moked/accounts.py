@@ -18,6 +18,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from moked.businesses import find_business
 from moked.db.models import ApiToken, Business, Membership, User
+from moked.phone import InvalidPhoneNumber, to_e164
 from moked.statuses import MembershipRole
 
 MIN_PASSWORD_LENGTH = 10
@@ -100,6 +101,7 @@ def add_user(
     password: str | None = None,
     name: str | None = None,
     owner: bool = False,
+    phone: str | None = None,
 ) -> NewUser:
     """Create the user, or update password and add a membership (idempotent). The role
     changes only when one is given: a new user is staff by default, and an admin given
@@ -125,6 +127,7 @@ def add_user(
         raise AccountError("a staff user needs --business")
     if owner and target is None:
         raise AccountError("--owner needs --business")
+    phone_e164 = staff_phone(phone) if phone is not None else None
     if user is None:
         if password is None:
             generated = password = generate_password()
@@ -145,12 +148,34 @@ def add_user(
             user.password_hash = hash_password(password)
         if name:
             user.name = name
+    if phone is not None:
+        user.phone = phone_e164
     if target is not None:
         add_membership(session, user, target, MembershipRole.OWNER if owner else None)
     session.flush()
     return NewUser(
         user_id=user.id, email=address, password=generated, created=created, role=user.role
     )
+
+
+def staff_phone(raw: str) -> str | None:
+    """A staff member's phone as stored: E.164, or None for an empty value (no phone)."""
+    if not raw.strip():
+        return None
+    try:
+        return to_e164(raw)
+    except InvalidPhoneNumber as exc:
+        raise AccountError(f"not a valid phone number: {raw.strip()[:40]!r}") from exc
+
+
+def set_phone(session: Session, user_id: int, raw: str) -> str | None:
+    """Set (or clear, with an empty value) the phone a CRM callback rings first."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise AccountError("no such user")
+    user.phone = staff_phone(raw)
+    session.flush()
+    return user.phone
 
 
 def add_membership(

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from moked.db.models import Call, CallTag, NotificationDelivery
+from moked import callbacks
+from moked.db.models import Call, CallbackAttempt, CallTag, NotificationDelivery
 from moked.recordings import main_recording
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs" / "schemas" / "call.json"
@@ -29,6 +30,7 @@ def call_loading() -> list[LoaderOption]:
         selectinload(Call.call_tags).selectinload(CallTag.tag),
         selectinload(Call.assignee),
         selectinload(Call.notifications),
+        selectinload(Call.callback_attempts).selectinload(CallbackAttempt.user),
     ]
 
 
@@ -70,6 +72,7 @@ def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
         "handled_at": _iso(call.handled_at),
         "assignee": call.assignee.email if call.assignee else None,
         "notifications": [describe_delivery(d) for d in call.notifications],
+        "callback": callbacks.describe(call),
     }
 
 

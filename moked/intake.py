@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Row, Select, bindparam, literal, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from moked import recordings
+from moked import callbacks, recordings
 from moked.db.models import (
     Business,
     Call,
@@ -113,6 +113,8 @@ class Effects:
     business_id: int | None = None
     enqueue_recording_sid: str | None = None
     new_call: bool = False
+    dialling: callbacks.Dialling | None = None
+    """A callback's staff leg answered: whom its TwiML dials (moked.callbacks)."""
 
 
 def utcnow() -> dt.datetime:
@@ -321,6 +323,10 @@ def apply_event(session: Session, event: InboundEvent) -> Effects:
         return effects
     if event.endpoint is Endpoint.MESSAGE_STATUS:
         _message_reported(session, params)
+        return effects
+    if event.endpoint.is_callback:  # the legs of a callback are no business's calls
+        when = event_time(params, event.received_at)
+        effects.dialling = callbacks.reported(session, event.endpoint, params, when)
         return effects
     call_sid = valid_sid(params.get("CallSid"), "CA")
     if call_sid is None:

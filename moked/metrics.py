@@ -167,6 +167,33 @@ NOTIFICATIONS_PENDING = Gauge(
     multiprocess_mode="livemax",
 )
 
+# Callbacks (moked.callbacks; the gauge from the reconciler, moked.callback_wait).
+CALLBACKS = Counter(
+    "moked_callbacks_total",
+    "Callback attempts that ended, by outcome (reached, no_answer, busy, failed).",
+    ["outcome"],
+)
+TIME_TO_CALLBACK = Histogram(
+    "moked_time_to_callback_seconds",
+    "From the end of a call to the first callback that reached the caller, by business id.",
+    ["business"],
+    buckets=(60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800),
+)
+CALLBACKS_OVERDUE = Gauge(
+    "moked_callbacks_overdue",
+    "Voicemails waiting for a callback longer than their business's limit, counted in"
+    " business hours, by business id.",
+    ["business"],
+    multiprocess_mode="livemax",
+)
+CALLBACKS_WAITING_OLDEST = Gauge(
+    "moked_callbacks_waiting_oldest_business_seconds",
+    "Business-hours seconds the oldest voicemail still waiting for a callback has waited,"
+    " by business id.",
+    ["business"],
+    multiprocess_mode="livemax",
+)
+
 # CRM.
 CRM_LOGINS = Counter(
     "moked_crm_logins_total",

@@ -31,7 +31,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from moked import backlog, metrics, recordings, twilio_sync
+from moked import backlog, callbacks, metrics, recordings, twilio_sync
 from moked.db.models import Recording
 from moked.db.session import postgres_refuses, settings_session
 from moked.intake import InboundEvent, apply_event, utcnow
@@ -134,7 +134,7 @@ def parse_fallback_line(line: str, settings: Settings) -> InboundEvent | None:
     # it was slow), the replay is applied again (idempotently) but not logged twice.
     return InboundEvent.signed(
         endpoint,
-        params,
+        callbacks.with_attempt(endpoint, params, parts.query),
         str(entry.get("signature") or ""),
         received_at=received,
         source=EventSource.NGINX_FALLBACK,

@@ -131,9 +131,10 @@ class Call(Base):
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     follow_up: Mapped[FollowUp] = mapped_column(
-        _enum(FollowUp, "follow_up"), default=FollowUp.NEW, server_default=FollowUp.NEW.value
+        _enum(FollowUp, "follow_up"), server_default=FollowUp.NEW.value
     )
-    """Where the call is on its way back to the caller; moked.followup owns it."""
+    """Where the call is on its way back to the caller; moked.followup owns it. Only a
+    server default: intake's one-statement insert (`apply_new_call`) leaves it to Postgres."""
     first_reached_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """When a callback first reached the caller: the end of the time to callback."""
     alerts_planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

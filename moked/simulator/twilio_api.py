@@ -13,6 +13,15 @@ WhatsApp alerts to instead of Twilio.
 - `GET …/Messages/{Sid}.json`: the message as it is now.
 - `GET /simulator/messages`: every message "sent", with its callbacks (no auth: loopback).
 
+Voice (`Calls.create`, what a callback from the CRM asks): `POST …/Calls.json` with To,
+From, Url, Method, StatusCallback, StatusCallbackEvent, Timeout answers 201 with a Call
+resource (status `queued`), then plays both legs as Twilio would: status callbacks for the
+called phone (initiated, ringing, then answered, or busy / no-answer), the Url's TwiML
+fetched with a signed POST once it answers, a `<Dial>` in it rings its number and posts
+its `action` (DialCallStatus, DialCallSid, DialCallDuration), and `completed`. Every phone
+answers but those ending in 0486 (no-answer) or 0280 (busy) (`no_answer` / `busy`).
+`GET /simulator/calls`: every call placed, with each request made and its answer.
+
 `TwilioApiSimulator(...).start()` for tests (`fail_next` scripts an outage); `main()` is
 the development service (`scripts/run-service twilio-sim`, on TWILIO_SIM_PORT).
 """
@@ -25,6 +34,7 @@ import datetime as dt
 import email.utils
 import hmac
 import logging
+import random
 import re
 import secrets
 import threading
@@ -32,12 +42,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urljoin
+from xml.etree import ElementTree
 
 import requests
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from moked.settings import get_settings
+from moked.simulator.params import CallIdentity
 from moked.twilio import segments
 from moked.twilio.signature import SIGNATURE_HEADER, sign
 
@@ -47,6 +60,11 @@ API_VERSION = "2010-04-01"
 ERRORS_DOC = "https://www.twilio.com/docs/errors/"
 WHATSAPP_PREFIX = "whatsapp:"
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+DEFAULT_NO_ANSWER = ("0486",)
+DEFAULT_BUSY = ("0280",)
+"""Phones (legs or `<Dial>` numbers) ending with these do not answer / are busy."""
+TALK_SECONDS = 42
+"""How long a connected `<Dial>` lasts (simulated time: nothing waits for it)."""
 DEFAULT_UNDELIVERABLE: Mapping[str, int] = {"0003": 30003, "0005": 30005, "0006": 30006}
 """Recipients whose number ends with one of these get `undelivered` with that ErrorCode
 (30003 unreachable handset, 30005 unknown handset, 30006 landline or unreachable carrier)."""
@@ -120,6 +138,116 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request the simulator made about a call (a callback or a TwiML fetch)."""
+
+    kind: str
+    """status, url (the TwiML), dial_action."""
+    url: str
+    params: dict[str, str]
+    http_status: int | None
+    content_type: str | None = None
+    body: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "url": self.url,
+            "params": self.params,
+            "http_status": self.http_status,
+            "content_type": self.content_type,
+            "body": self.body,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class OutboundCall:
+    """A call placed through `Calls.create`, and what its legs did."""
+
+    sid: str
+    account_sid: str
+    to: str
+    from_: str
+    url: str
+    method: str
+    status_callback: str | None
+    status_events: tuple[str, ...]
+    timeout: int
+    date_created: dt.datetime
+    status: str = "queued"
+    duration: int | None = None
+    dial_number: str | None = None
+    dial_caller_id: str | None = None
+    dial_status: str | None = None
+    exchanges: list[Exchange] = field(default_factory=list)
+    done: bool = False
+
+    @property
+    def uri(self) -> str:
+        return f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{self.sid}.json"
+
+    def resource(self) -> dict[str, Any]:
+        """The Call resource as Twilio's API answers it."""
+        base = self.uri.removesuffix(".json")
+        return {
+            "account_sid": self.account_sid,
+            "annotation": None,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": email.utils.format_datetime(self.date_created),
+            "date_updated": email.utils.format_datetime(self.date_created),
+            "direction": "outbound-api",
+            "duration": str(self.duration) if self.duration is not None else None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": self.from_,
+            "from_formatted": self.from_,
+            "group_sid": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": "USD",
+            "queue_time": "0",
+            "sid": self.sid,
+            "start_time": None,
+            "status": self.status,
+            "subresource_uris": {
+                "notifications": f"{base}/Notifications.json",
+                "recordings": f"{base}/Recordings.json",
+                "payments": f"{base}/Payments.json",
+                "events": f"{base}/Events.json",
+                "siprec": f"{base}/Siprec.json",
+                "streams": f"{base}/Streams.json",
+                "user_defined_message_subscriptions": (
+                    f"{base}/UserDefinedMessageSubscriptions.json"
+                ),
+                "user_defined_messages": f"{base}/UserDefinedMessages.json",
+            },
+            "to": self.to,
+            "to_formatted": self.to,
+            "trunk_sid": None,
+            "uri": self.uri,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.resource(),
+            "url": self.url,
+            "status_callback": self.status_callback,
+            "dial": {
+                "number": self.dial_number,
+                "caller_id": self.dial_caller_id,
+                "status": self.dial_status,
+            },
+            "exchanges": [e.to_json() for e in self.exchanges],
+            "done": self.done,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ScriptedFailure:
     status: int
     code: int | None
@@ -158,6 +286,9 @@ class TwilioApiSimulator:
         port: int = 0,
         undeliverable: Mapping[str, int] = DEFAULT_UNDELIVERABLE,
         callback_delay: float = 0.05,
+        no_answer: tuple[str, ...] = DEFAULT_NO_ANSWER,
+        busy: tuple[str, ...] = DEFAULT_BUSY,
+        talk_seconds: int = TALK_SECONDS,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
@@ -166,6 +297,14 @@ class TwilioApiSimulator:
         """Seconds between accepting a message and each of its callbacks."""
         self.unauthorized = 0
         self._messages: dict[str, Message] = {}
+        self._calls: dict[str, OutboundCall] = {}
+        self.no_answer = tuple(no_answer)
+        self.busy = tuple(busy)
+        self.talk_seconds = talk_seconds
+        self.duplicate_callbacks = False
+        """Post every status callback twice (Twilio retries), as a test may ask."""
+        self.shuffle_callbacks = False
+        """Hold a call's status callbacks to its end and post them in random order."""
         self._failures: list[ScriptedFailure] = []
         self._lock = threading.Lock()
         self._server: BaseWSGIServer = make_server(host, port, self._app(), threaded=True)
@@ -237,6 +376,33 @@ class TwilioApiSimulator:
                 raise TimeoutError(f"{sid}: {len(callbacks)} of {count} callbacks posted")
             time.sleep(0.02)
 
+    def calls(self) -> list[OutboundCall]:
+        with self._lock:
+            return list(self._calls.values())
+
+    def call(self, sid: str) -> OutboundCall | None:
+        with self._lock:
+            return self._calls.get(sid)
+
+    def wait_for_call(self, sid: str, timeout: float = 15.0) -> OutboundCall:
+        """The call once both legs are over (TimeoutError otherwise)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.call(sid)
+            if found is not None and found.done:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{sid}: still {found.status if found else 'unknown'}")
+            time.sleep(0.02)
+
+    def answer_for(self, number: str) -> str:
+        """How a phone answers: in-progress (answers), busy or no-answer."""
+        if number.endswith(self.busy):
+            return "busy"
+        if number.endswith(self.no_answer):
+            return "no-answer"
+        return "in-progress"
+
     def outcome_for(self, to: str) -> tuple[str, int | None]:
         """The final status a message to `to` gets, with its ErrorCode."""
         digits = to.removeprefix(WHATSAPP_PREFIX)
@@ -284,6 +450,27 @@ class TwilioApiSimulator:
                 return _error(404, 20404, f"The requested resource {request.path} was not found")
             with self._lock:
                 return jsonify(found.resource())
+
+        @app.post(f"{base}/Calls.json")
+        def create_call(account_sid: str) -> Response:
+            if account_sid != self.account_sid:
+                return _error(404, 20404, "The requested resource was not found")
+            return self._create_call(account_sid)
+
+        @app.get(f"{base}/Calls/<sid>.json")
+        def fetch_call(account_sid: str, sid: str) -> Response:
+            found = self.call(sid)
+            if found is None or account_sid != found.account_sid:
+                return _error(404, 20404, f"The requested resource {request.path} was not found")
+            with self._lock:
+                return jsonify(found.resource())
+
+        @app.get("/simulator/calls")
+        def call_listing() -> Response:
+            to = request.args.get("to")
+            with self._lock:
+                items = [c.to_json() for c in self._calls.values() if not to or c.to == to]
+            return jsonify({"calls": items})
 
         @app.get("/simulator/messages")
         def listing() -> Response:
@@ -346,6 +533,171 @@ class TwilioApiSimulator:
         response = jsonify(message.resource())
         response.status_code = 201
         return response
+
+    # --- voice: Calls.create and both legs ------------------------------------------------
+
+    def _create_call(self, account_sid: str) -> Response:
+        with self._lock:
+            failure = self._failures.pop(0) if self._failures else None
+        if failure is not None:
+            return _error(failure.status, failure.code, failure.message)
+        form = request.form
+        to, from_, url = form.get("To", ""), form.get("From", ""), form.get("Url", "")
+        if not to:
+            return _error(400, 21201, "No 'To' number is specified")
+        if not from_:
+            return _error(400, 21213, "No 'From' number is specified")
+        if not url and not form.get("Twiml") and not form.get("ApplicationSid"):
+            return _error(400, 21205, "Url parameter is required.")
+        if not E164.match(to):
+            return _error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if not E164.match(from_):
+            return _error(400, 21212, f"Invalid 'From' Phone Number: {from_}")
+        if not url.startswith(("http://", "https://")):
+            return _error(400, 21205, f"Url is not a valid URL: {url}")
+        events = tuple(
+            e.strip().lower()
+            for value in form.getlist("StatusCallbackEvent")
+            for e in value.split()
+        )
+        timeout = form.get("Timeout", "60")
+        call = OutboundCall(
+            sid="CA" + secrets.token_hex(16),
+            account_sid=account_sid,
+            to=to,
+            from_=from_,
+            url=url,
+            method=(form.get("Method") or "POST").upper(),
+            status_callback=form.get("StatusCallback") or None,
+            status_events=events or ("completed",),
+            timeout=int(timeout) if timeout.isdigit() else 60,
+            date_created=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        )
+        with self._lock:
+            self._calls[call.sid] = call
+        log.info("call %s to %s from %s (TwiML: %s)", call.sid, to, from_, url)
+        thread = threading.Thread(
+            target=self._play_call, args=(call,), name=f"call-{call.sid}", daemon=True
+        )
+        self._callback_threads = [t for t in self._callback_threads if t.is_alive()] + [thread]
+        thread.start()
+        response = jsonify(call.resource())
+        response.status_code = 201
+        return response
+
+    def _signed_post(self, url: str, params: dict[str, str]) -> requests.Response:
+        headers = {
+            SIGNATURE_HEADER: sign(self.auth_token, url, params),
+            "User-Agent": "TwilioProxy/1.1",
+            "I-Twilio-Idempotency-Token": secrets.token_hex(16),
+        }
+        return requests.post(url, data=params, headers=headers, timeout=CALLBACK_TIMEOUT_SECONDS)
+
+    def _exchange(
+        self, call: OutboundCall, kind: str, url: str, params: dict[str, str]
+    ) -> Exchange:
+        try:
+            answer = self._signed_post(url, params)
+        except requests.RequestException as exc:
+            log.warning("%s %s for %s got no answer: %s", kind, url, call.sid, exc)
+            result = Exchange(kind, url, params, None, error=f"{type(exc).__name__}: {exc}")
+        else:
+            result = Exchange(
+                kind,
+                url,
+                params,
+                answer.status_code,
+                answer.headers.get("Content-Type"),
+                answer.text[:4000],
+            )
+        with self._lock:
+            call.exchanges.append(result)
+        return result
+
+    def _play_call(self, call: OutboundCall) -> None:
+        """Both legs, as Twilio plays them; status callbacks as statusCallbackEvent asks."""
+        identity = CallIdentity(
+            call.sid, call.account_sid, call.from_, call.to, None, "outbound-api"
+        )
+        clock = dt.datetime.now(dt.UTC)
+        held: list[dict[str, str]] = []
+        sequence = 0
+
+        def status(call_status: str, event: str, duration: int | None = None) -> None:
+            nonlocal sequence
+            with self._lock:
+                call.status = call_status
+            if call.status_callback is None or event not in call.status_events:
+                return
+            params = identity.status_callback(call_status, sequence, clock, duration)
+            params["CallbackSource"] = "call-progress-events"
+            sequence += 1
+            copies = 2 if self.duplicate_callbacks else 1
+            for _ in range(copies):
+                if self.shuffle_callbacks:
+                    held.append(params)
+                else:
+                    self._exchange(call, "status", call.status_callback, params)
+
+        try:
+            time.sleep(self.callback_delay)
+            status("initiated", "initiated")
+            answer = self.answer_for(call.to)
+            status("ringing", "ringing")
+            clock += dt.timedelta(seconds=4)
+            if answer != "in-progress":
+                status(answer, "completed", 0)
+                return
+            status("in-progress", "answered")
+            talked = self._run_twiml(call, identity)
+            clock += dt.timedelta(seconds=talked + 2)
+            with self._lock:
+                call.duration = talked + 2
+            status("completed", "completed", talked + 2)
+        finally:
+            if held:
+                random.shuffle(held)
+                for params in held:
+                    self._exchange(call, "status", call.status_callback or "", params)
+            with self._lock:
+                call.done = True
+
+    def _run_twiml(self, call: OutboundCall, identity: CallIdentity) -> int:
+        """Fetch the answered leg's TwiML and play its `<Dial>`; seconds talked."""
+        fetched = self._exchange(call, "url", call.url, identity.base("in-progress"))
+        if fetched.http_status != 200 or not fetched.body:
+            return 0
+        try:
+            root = ElementTree.fromstring(fetched.body)  # noqa: S314 (Moked's own TwiML)
+        except ElementTree.ParseError:
+            log.warning("call %s: TwiML is not XML (12100)", call.sid)
+            return 0
+        dial = root.find("Dial")
+        if dial is None:
+            return 0
+        number_element = dial.find("Number")
+        text = number_element.text if number_element is not None else dial.text
+        number = (text or "").strip()
+        answer = self.answer_for(number)
+        dial_status = {"in-progress": "completed"}.get(answer, answer)
+        talked = self.talk_seconds if answer == "in-progress" else 0
+        with self._lock:
+            call.dial_number = number
+            call.dial_caller_id = dial.get("callerId")
+            call.dial_status = dial_status
+        action = dial.get("action")
+        if action:
+            params = identity.base("in-progress")
+            params.update(
+                {
+                    "DialCallSid": "CA" + secrets.token_hex(16),
+                    "DialCallStatus": dial_status,
+                    "DialCallDuration": str(talked),
+                    "DialBridged": "true" if talked else "false",
+                }
+            )
+            self._exchange(call, "dial_action", urljoin(call.url, action), params)
+        return talked
 
     # --- status callbacks -----------------------------------------------------------------
 
@@ -411,7 +763,9 @@ def main() -> None:
         port=settings.twilio_sim_port,
     )
     log.info(
-        "Twilio Messaging API simulator on %s (what was sent: %s/simulator/messages)",
+        "Twilio Messaging and Calls API simulator on %s (what was sent: %s/simulator/messages,"
+        " calls placed: %s/simulator/calls)",
+        simulator.url,
         simulator.url,
         simulator.url,
     )

@@ -65,6 +65,13 @@ def messaging_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"twilio_api_base": simulator_base(settings)})
 
 
+def voice_settings(settings: Settings) -> Settings:
+    """The settings callbacks (`Calls.create`, moked.callbacks) are placed with: like
+    `messaging_settings`, the simulator plays Twilio in development without credentials,
+    so the whole callback loop runs offline under `make up`."""
+    return messaging_settings(settings)
+
+
 def api_origin(settings: Settings) -> str:
     return (settings.twilio_api_base or TWILIO_API_ORIGIN).rstrip("/")
 

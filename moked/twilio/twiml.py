@@ -84,3 +84,17 @@ def thanks_and_hangup(text: str, language: str = SAY_LANGUAGE) -> str:
 def empty() -> str:
     """A valid answer that asks Twilio to do nothing more."""
     return str(VoiceResponse().to_xml())
+
+
+def callback_dial(caller: str, caller_id: str, action: str, timeout: int) -> str:
+    """A callback's staff leg answered: ring the caller, showing the business's number;
+    Twilio posts how the `<Dial>` ended to `action`."""
+    response = VoiceResponse()
+    response.dial(caller, caller_id=caller_id, action=action, method="POST", timeout=timeout)
+    return str(response.to_xml())
+
+
+def hangup() -> str:
+    response = VoiceResponse()
+    response.hangup()
+    return str(response.to_xml())

@@ -43,6 +43,7 @@ def _page(status: int = 200, **extra: object) -> tuple[str, int]:
         "businesses": visible_businesses(user),
         "min_length": MIN_PASSWORD_LENGTH,
         "new_token": None,
+        "my_phone": db().scalar(select(User.phone).where(User.id == user.id)),
     }
     context.update(extra)
     return render_template("account.html", **context), status

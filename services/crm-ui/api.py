@@ -4,6 +4,11 @@ GET /api/v1/calls           filters as in the inbox (business, from, to, status,
                             processing, tag, handled, q), page and per_page; a value
                             no filter can take is a 400 {"error", "message"}
 GET /api/v1/calls/<CallSid> one call; 404 outside the token's businesses
+POST /api/v1/calls/<CallSid>/callback      Twilio rings the token owner's phone, then the
+                            caller: 201 {"attempt_id", "status"}; 422 {"error", "message"}
+                            when it cannot (no phone on the account, a withheld number)
+POST /api/v1/calls/<CallSid>/callback/log  {"outcome": reached|no_answer|busy|failed,
+                            "duration_seconds"?}: an attempt made by hand; 201
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from crm_ui.access import CurrentUser, call_or_404
 from crm_ui.db import db
 from crm_ui.present import failure_reason
 from crm_ui.queries import CallFilters, list_calls
+from moked import callbacks
 from moked.accounts import user_for_token
 from moked.calls import describe_call
-from moked.db.models import Call
+from moked.db.models import Call, CallbackAttempt, User
 from moked.settings import Settings
+from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -93,3 +100,73 @@ def calls() -> Response:
 def call(call_sid: str) -> Response:
     user: CurrentUser = g.api_user
     return jsonify(call_json(call_or_404(call_sid, user), user))
+
+
+def _error(status: int, error: str, message: str) -> Response:
+    response = jsonify(error=error, message=message)
+    response.status_code = status
+    return response
+
+
+def _attempt_json(attempt_id: int) -> Response:
+    attempt = db().get(CallbackAttempt, attempt_id)
+    assert attempt is not None
+    db().refresh(attempt)
+    outcome = callbacks.outcome_of(attempt)
+    response = jsonify(
+        attempt_id=attempt.id,
+        status=attempt.status.value,
+        outcome=outcome.value if outcome is not None else None,
+        call_sid=attempt.call_sid,
+        error=attempt.error if g.api_user.is_admin else None,
+    )
+    response.status_code = 201
+    return response
+
+
+@bp.post("/calls/<call_sid>/callback")
+def callback(call_sid: str) -> Response:
+    """Call the caller back through Twilio, ringing the token owner's phone first."""
+    user: CurrentUser = g.api_user
+    call = call_or_404(call_sid, user)
+    session = db()
+    staff = session.get(User, user.id)
+    if staff is None:
+        return _error(404, "not_found", "no such user")
+    settings: Settings = current_app.config["MOKED_SETTINGS"]
+    try:
+        started = callbacks.start(settings, session, call, staff)
+    except callbacks.CallbackRefused as exc:
+        session.rollback()
+        return _error(422, "callback_refused", str(exc))
+    return _attempt_json(started.attempt_id)
+
+
+@bp.post("/calls/<call_sid>/callback/log")
+def callback_log(call_sid: str) -> Response:
+    """An attempt made from the staff member's own phone, with its outcome."""
+    user: CurrentUser = g.api_user
+    call = call_or_404(call_sid, user)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "bad_request", "a JSON object is required")
+    try:
+        outcome = CallbackStatus(str(body.get("outcome", "")))
+    except ValueError:
+        outcome = None
+    duration = body.get("duration_seconds")
+    if outcome not in CALLBACK_OUTCOMES:
+        names = ", ".join(o.value for o in CALLBACK_OUTCOMES)
+        return _error(400, "bad_request", f"outcome must be one of {names}")
+    if duration is not None and (not isinstance(duration, int) or isinstance(duration, bool)):
+        return _error(400, "bad_request", "duration_seconds must be an integer")
+    session = db()
+    try:
+        attempt_id = callbacks.log_manual(
+            session, call, user.id, outcome, duration_seconds=duration
+        )
+    except callbacks.CallbackRefused as exc:
+        session.rollback()
+        return _error(400, "bad_request", str(exc))
+    session.commit()
+    return _attempt_json(attempt_id)

@@ -21,6 +21,7 @@ from crm_ui import (
     api,
     auth,
     businesses,
+    callbacks,
     calls,
     db,
     i18n,
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(inbox.bp)
     app.register_blueprint(calls.bp)
+    app.register_blueprint(callbacks.bp)
     app.register_blueprint(businesses.bp)
     app.register_blueprint(notifications.bp)
     app.register_blueprint(account.bp)

@@ -29,12 +29,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, func, or_, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from crm_ui import callbacks as callback_page
 from crm_ui.access import CurrentUser, call_or_404, login_required, me, recording_or_404
 from crm_ui.db import db
 from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone
-from moked import recordings
+from moked import followup, recordings
 from moked.accounts import Role, owns
 from moked.db.models import (
     Call,
@@ -50,7 +51,15 @@ from moked.notify import deliveries
 from moked.notify.dispatch import queue_delivery
 from moked.queue import redis_client
 from moked.settings import Settings
-from moked.statuses import CallStatus, Channel, DeliveryStatus, Endpoint, ProcessingStatus
+from moked.statuses import (
+    CALLBACK_OUTCOMES,
+    CallStatus,
+    Channel,
+    DeliveryStatus,
+    Endpoint,
+    FollowUp,
+    ProcessingStatus,
+)
 
 bp = Blueprint("calls", __name__)
 
@@ -185,9 +194,12 @@ def timeline(call: Call) -> list[TimelineEntry]:
         elif delivery.status is DeliveryStatus.FAILED:
             failed_at = delivery.updated_at or delivery.created_at
             entries.append(TimelineEntry(failed_at, "notify", _("Notification failed"), where))
-    if call.handled_at is not None:
+    if call.handled_at is not None and not call.follow_up_changes:  # handled before 0008
         who = call.handled_by.email if call.handled_by else ""
         entries.append(TimelineEntry(call.handled_at, "done", _("Marked handled"), who))
+    entries += [
+        TimelineEntry(e.at, e.icon, e.title, e.detail) for e in callback_page.timeline_entries(call)
+    ]
     return sorted(entries, key=lambda e: e.at)
 
 
@@ -232,7 +244,23 @@ def show(call_sid: str) -> str:
         delivery_labels=DELIVERY_LABELS,
         provider_labels=PROVIDER_LABELS,
         channel_names=CHANNEL_NAMES,
+        **_callback_context(call),
     )
+
+
+def _callback_context(call: Call) -> dict[str, Any]:
+    """What the call page's callback card shows (crm_ui.callbacks)."""
+    page = callback_page
+    user = db().get(User, me().id)
+    return {
+        "my_phone": user.phone if user is not None else None,
+        "callback_attempts": call.callback_attempts,
+        "callback_outcomes": [(o.value, page.OUTCOME_LABELS[o]) for o in CALLBACK_OUTCOMES],
+        "outcome_labels": page.OUTCOME_LABELS,
+        "outcome_tones": page.OUTCOME_TONES,
+        "follow_up_labels": page.FOLLOW_UP_LABELS,
+        "follow_up_tones": page.FOLLOW_UP_TONES,
+    }
 
 
 def _sees_delivery_errors(call: Call) -> bool:
@@ -348,13 +376,13 @@ def add_note(call_sid: str) -> WerkzeugResponse:
 @login_required
 def toggle_handled(call_sid: str) -> WerkzeugResponse:
     call = call_or_404(call_sid, me())
-    if call.handled_at is None:
-        call.handled_at = dt.datetime.now(dt.UTC)
-        call.handled_by_id = me().id
+    locked = followup.lock(db(), call.id)  # "handled" is the follow-up `resolved`
+    assert locked is not None
+    if locked.handled_at is None:
+        followup.change(db(), locked, FollowUp.RESOLVED, user_id=me().id)
         flash(_("Marked handled."), "success")
     else:
-        call.handled_at = None
-        call.handled_by_id = None
+        followup.set_handled(db(), locked, False, user_id=me().id)
         flash(_("Marked open again."), "info")
     db().commit()
     return _back(call)

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from moked import metrics
+from moked import callbacks, metrics
 from moked.answers import CallAnswer, LastKnownAnswers, answer_for, default_answer, playable
 from moked.db.models import Business
 from moked.db.session import (
@@ -181,6 +181,32 @@ def _message_status(event: InboundEvent) -> Response:
     return _plain("OK")
 
 
+def _callback_connect(event: InboundEvent) -> Response:
+    """A callback's staff leg answered: dial the caller from the business's number. An
+    unknown or finished attempt, or Postgres down, hangs up (the event is kept)."""
+    effects, _ = _store(event)
+    dialling = effects.dialling if effects is not None else None
+    if dialling is None:
+        return _xml(twiml.hangup())
+    action = f"{Endpoint.CALLBACK_DIAL.path}?attempt={dialling.attempt_id}"
+    return _xml(
+        twiml.callback_dial(
+            dialling.caller, dialling.caller_id, action, timeout=callbacks.RING_SECONDS
+        )
+    )
+
+
+def _callback_dial(event: InboundEvent) -> Response:
+    """The `<Dial>` to the caller ended: the staff leg is done."""
+    _store(event)
+    return _xml(twiml.hangup())
+
+
+def _callback_status(event: InboundEvent) -> Response:
+    _store(event)
+    return _plain("OK")
+
+
 def _log_alert(event: InboundEvent) -> bool:
     """Log a Debugger event; False when the same event (Twilio's Sid) was logged before."""
     try:
@@ -222,6 +248,9 @@ HANDLERS = {
     Endpoint.CALL_STATUS: _call_status,
     Endpoint.TWILIO_ALERTS: _twilio_alerts,
     Endpoint.MESSAGE_STATUS: _message_status,
+    Endpoint.CALLBACK_CONNECT: _callback_connect,
+    Endpoint.CALLBACK_DIAL: _callback_dial,
+    Endpoint.CALLBACK_STATUS: _callback_status,
 }
 
 
@@ -238,7 +267,7 @@ def webhook(name: str) -> Response:
     # Keyed on what Twilio signed: an exact replay is applied (idempotently) but logged once.
     event = InboundEvent.signed(
         endpoint,
-        _raw_params(),
+        callbacks.with_attempt(endpoint, _raw_params(), request.query_string.decode("latin-1")),
         request.headers.get(signature.SIGNATURE_HEADER, ""),
         received_at=dt.datetime.now(dt.UTC),
     )
@@ -286,6 +315,8 @@ def _fallback_for(endpoint: Endpoint | None) -> Response:
         return _xml(twiml.incoming_call(answer.greeting, answer.record, settings.no_message_text))
     if endpoint is Endpoint.HANDLE_RECORDING:
         return _xml(twiml.thanks_and_hangup(settings.thanks_text))
+    if endpoint in (Endpoint.CALLBACK_CONNECT, Endpoint.CALLBACK_DIAL):
+        return _xml(twiml.hangup())
     return _plain("OK")
 
 
