@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from pydantic import SecretStr
 
 from moked import cli, models
 from moked.doctor import BusinessProbe, Doctor, Status
-from moked.settings import Settings, TranscriberBackend
+from moked.settings import ENV_FILE_VARIABLE, Settings, TranscriberBackend
 from tests.moked.hub import HubServer
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, VOICEMAIL_WORDS, telephone_mp3
 from tests.services.transcriber.doubles import OpenAICompatibleServer
@@ -424,3 +427,32 @@ def test_make_up_says_where_hebrew_goes_and_how_to_fix_it(base_dir: Path, tmp_pa
 
     models.import_model(tmp_path, base_dir, name="hebrew-model", languages=["he"])
     assert cli.transcription_summary(settings_for(tmp_path)) == "Hebrew → local/hebrew-model"
+
+
+def test_the_console_script_pulls_from_hf_endpoint(hub: HubServer, tmp_path: Path) -> None:
+    """The installed `moked` command, as an operator runs it: HF_ENDPOINT names the mirror."""
+    env = {
+        **os.environ,
+        ENV_FILE_VARIABLE: os.devnull,
+        "STATE_DIR": str(tmp_path),
+        "HF_ENDPOINT": hub.url,
+        "TRANSCRIBER_BACKEND": "auto",
+        "OPENAI_API_KEY": "",
+        "WHISPER_MODEL_HE": "",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    }
+    moked = str(Path(sys.executable).parent / "moked")
+
+    pulled = subprocess.run(
+        [moked, "model", "pull", REPO], env=env, capture_output=True, text=True, check=False
+    )
+
+    assert pulled.returncode == 0, pulled.stderr
+    assert f"pulling {REPO} from {hub.url}" in pulled.stdout
+    assert f"installed: {REPO} @ {hub.repos[REPO].commit} (he," in pulled.stdout
+    listed = subprocess.run(
+        [moked, "model", "list"], env=env, capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert f"he       → local/{REPO} (installed for he)" in listed.stdout
+    assert "WARNING" not in listed.stdout
