@@ -463,6 +463,26 @@ def test_the_state_lives_where_docs_say() -> None:
         }
 
 
+def test_nginx_rendered_from_the_configmap_serves_from_its_mounts() -> None:
+    """`moked render-nginx --docker` (nginx's init container) with the ConfigMap's paths:
+    greetings and recordings from the media mount, the fallback log on the log volume."""
+    from moked.stack.docker import DockerNginx, render_docker_nginx
+
+    settings = _production_settings("base")
+    conf = render_docker_nginx(settings, DockerNginx())["nginx.conf"]
+    nginx = one("base", "StatefulSet", "nginx")
+    mounts = _mounts(nginx, "nginx")
+    for directory in (settings.greetings_dir, settings.recordings_dir):
+        assert f"alias {directory}/" in conf
+        assert any(directory.is_relative_to(path) for path in map(Path, mounts))
+    assert f"access_log {settings.nginx_fallback_log} twilio_fallback" in conf
+    assert str(settings.nginx_fallback_log.parent) in mounts
+    # Its upstreams are the compose service names: the Services carry the same names and ports.
+    for service in ("webhooks", "crm-ui"):
+        port = one("base", "Service", service)["spec"]["ports"][0]["port"]
+        assert f"server {service}:{port} " in conf
+
+
 # --- Settings ↔ ConfigMap and Secret ------------------------------------------------------
 
 FIELDS = {name.upper(): info for name, info in Settings.model_fields.items()}
@@ -526,14 +546,19 @@ def test_configmap_and_secret_keys_are_exactly_settings(kustomization: str) -> N
     missing = (needed | PRODUCTION_REQUIRED) - set(config) - set(secret)
     assert not missing, f"settings the pods need but neither carries: {sorted(missing)}"
     # The carried values make valid production settings (with real-looking secrets).
-    filled = {k: v for k, v in secret.items()}
+    assert _production_settings(kustomization).is_production
+
+
+def _production_settings(kustomization: str) -> Settings:
+    """Settings from the ConfigMap and the Secret's example, its placeholders filled."""
+    config = one(kustomization, "ConfigMap", _settings_name(kustomization))["data"]
+    filled = dict(_secret_keys())
     filled |= {"TWILIO_AUTH_TOKEN": "f" * 32, "SECRET_KEY": "k" * 64}
     filled["DATABASE_URL"] = filled["DATABASE_URL"].replace("change-me", "pw")
     filled["SMTP_URL"] = filled["SMTP_URL"].replace("change-me", "pw")
     values = {k.lower(): v for k, v in (config | filled).items()}
     values["twilio_account_sid"] = "AC" + "1" * 32
-    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
-    assert settings.is_production
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
