@@ -487,7 +487,9 @@ def _download(
     size = metadata.size if metadata.size is not None else size
     token = token or get_token()  # HF_TOKEN or `hf auth login`'s, for gated repositories
     headers = {"user-agent": "moked"} | ({"authorization": f"Bearer {token}"} if token else {})
-    location = metadata.location or url
+    # As huggingface_hub does: a Xet-stored file is fetched by its resolve URL (the client
+    # follows the Hub's redirect to a bridge serving plain bytes), any other by its location.
+    location = url if metadata.xet_file_data is not None else (metadata.location or url)
     if urlsplit(location).netloc != urlsplit(url).netloc:
         headers.pop("authorization", None)  # a CDN's signed URL: never send the token there
     partial = staging / (filename + INCOMPLETE)
