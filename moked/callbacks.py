@@ -342,8 +342,8 @@ def reported(
             attempt.dial_status = dial_status[:32]
             attempt.dial_call_sid = (params.get("DialCallSid") or "")[:64] or None
             duration = _int(params.get("DialCallDuration"))
-            if duration is not None:
-                attempt.duration_seconds = duration
+            if duration is not None and _DIAL_OUTCOMES.get(attempt.dial_status) is C.REACHED:
+                attempt.duration_seconds = duration  # a talk's length, not a ring's
     was_final = attempt.status.is_final
     _move(session, attempt, _target(attempt), when)
     session.flush()

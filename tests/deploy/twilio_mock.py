@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -110,10 +111,30 @@ def merged_spec(directory: Path) -> Path:
             paths[path] = item
         merged["components"]["schemas"].update(document["components"]["schemas"])
     merged["paths"] = paths
+    _repeated_keys_for_arrays(paths)
     merged["servers"] = [{"url": "http://127.0.0.1"}]
     target = directory / "twilio-merged.json"
     target.write_text(json.dumps(merged))
     return target
+
+
+def _repeated_keys_for_arrays(paths: dict[str, Any]) -> None:
+    """Twilio takes a list in a form body as the name repeated (StatusCallbackEvent=a&
+    StatusCallbackEvent=b), as twilio's client sends it; its documents do not say so, and
+    without an `encoding` Prism reads the values as one string ("must be array")."""
+    for item in paths.values():
+        for operation in item.values() if isinstance(item, dict) else ():
+            if not isinstance(operation, dict):
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
+            form = content.get("application/x-www-form-urlencoded")
+            if not form:
+                continue
+            properties = form.get("schema", {}).get("properties", {})
+            encoding = form.setdefault("encoding", {})
+            for name, schema in properties.items():
+                if isinstance(schema, dict) and schema.get("type") == "array":
+                    encoding.setdefault(name, {"style": "form", "explode": True})
 
 
 def free_port() -> int:

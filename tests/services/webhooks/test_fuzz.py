@@ -33,6 +33,9 @@ PROMISED = {
     Endpoint.CALL_STATUS: "text/plain",
     Endpoint.TWILIO_ALERTS: "text/plain",
     Endpoint.MESSAGE_STATUS: "text/plain",
+    Endpoint.CALLBACK_CONNECT: "text/xml",
+    Endpoint.CALLBACK_DIAL: "text/xml",
+    Endpoint.CALLBACK_STATUS: "text/plain",
 }
 TWILIO_KEYS = (
     "CallSid",
@@ -59,6 +62,9 @@ TWILIO_KEYS = (
     "Sid",
     "MessageSid",
     "MessageStatus",
+    "DialCallStatus",
+    "DialCallDuration",
+    "MokedAttempt",
 )
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=80)
