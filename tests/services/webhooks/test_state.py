@@ -186,5 +186,11 @@ def test_an_upkeep_process_does_not_outlive_its_master(stack: StackUnderTest) ->
     finally:
         eventually(lambda: _webhooks_pid(stack) not in (0, master), timeout=60, what="restart")
         stack.supervisorctl("start", "webhooks")  # already running: waits until it serves
-    replacement = _webhooks_pid(stack)
-    eventually(lambda: bool(_upkeeps_of(replacement)), timeout=30, what="the new upkeep")
+    try:
+        eventually(
+            lambda: bool(_upkeeps_of(_webhooks_pid(stack))), timeout=60, what="the new upkeep"
+        )
+    except AssertionError as exc:
+        log = (stack.layout.log_dir / "webhooks.log").read_text()[-4000:]
+        status = stack.supervisorctl("status", "webhooks")
+        raise AssertionError(f"{exc}\n{status}\nwebhooks log:\n{log}") from None
