@@ -21,12 +21,14 @@ from crm_ui.present import zone
 from moked.calls import call_loading
 from moked.db.models import Business, Call, CallTag, Note, Recording, Tag, call_time
 from moked.recordings import PENDING
-from moked.statuses import CallStatus, ProcessingStatus
+from moked.statuses import CallStatus, FollowUp, ProcessingStatus
 
 PER_PAGE = 25
 MAX_PER_PAGE = 100
 MAX_TERMS = 8
 
+CALL_KINDS = ("voicemail", "missed")
+"""Calls where the caller left a message, and calls where they left nothing."""
 PROCESSING_FILTERS: dict[str, frozenset[ProcessingStatus]] = {
     "awaiting": PENDING,
     "ready": frozenset({ProcessingStatus.READY}),
@@ -102,6 +104,9 @@ class CallFilters:
     tag: str | None = None
     handled: str | None = None
     assignee: str | None = None
+    kind: str | None = None
+    """voicemail (the caller left a message) or missed (they left nothing)."""
+    follow_up: FollowUp | None = None
     q: str = ""
     page: int = 1
     per_page: int = PER_PAGE
@@ -123,6 +128,8 @@ class CallFilters:
         processing = arg("processing") or None
         handled = arg("handled") or None
         assignee = arg("assignee") or None
+        kind = arg("kind") or None
+        follow_up = arg("follow_up")
         chosen_per_page = _number(arg("per_page"), 1, MAX_PER_PAGE, BAD_PER_PAGE, errors)
         date_from = _date(arg("from"), BAD_FROM_DATE, errors)
         date_to = _date(arg("to"), BAD_TO_DATE, errors)
@@ -137,6 +144,8 @@ class CallFilters:
             tag=arg("tag")[:64] or None,
             handled=handled if handled in ("open", "handled") else None,
             assignee=assignee if assignee in ("me", "none") else None,
+            kind=kind if kind in CALL_KINDS else None,
+            follow_up=FollowUp(follow_up) if follow_up in set(FollowUp) else None,
             q=arg("q")[:200],
             page=_number(arg("page"), 1, MAX_PAGE, BAD_PAGE, errors) or 1,
             per_page=chosen_per_page or per_page,
@@ -154,6 +163,8 @@ class CallFilters:
             "tag": self.tag,
             "handled": self.handled,
             "assignee": self.assignee,
+            "kind": self.kind,
+            "follow_up": self.follow_up.value if self.follow_up else None,
             "q": self.q or None,
             "page": self.page if self.page > 1 else None,
         }
@@ -219,6 +230,17 @@ def filtered_calls(filters: CallFilters, user: CurrentUser) -> Select[Call]:
         query = query.where(Call.handled_at.is_(None))
     elif filters.handled == "handled":
         query = query.where(Call.handled_at.is_not(None))
+    if filters.kind is not None:
+        left_message = exists().where(
+            Recording.call_id == Call.id, Recording.processing_status != ProcessingStatus.ABSENT
+        )
+        if filters.kind == "voicemail":
+            query = query.where(left_message)
+        else:  # missed: over, and nothing recorded
+            ended = [s for s in CallStatus if s.is_terminal]
+            query = query.where(~left_message, Call.status.in_(ended))
+    if filters.follow_up is not None:
+        query = query.where(Call.follow_up == filters.follow_up)
     if filters.assignee == "me":
         query = query.where(Call.assignee_id == user.id)
     elif filters.assignee == "none":
