@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from moked import callbacks
+from moked import callbacks, callers
 from moked.db.models import Call, CallbackAttempt, CallTag, NotificationDelivery
 from moked.recordings import main_recording
 
@@ -31,6 +31,7 @@ def call_loading() -> list[LoaderOption]:
         selectinload(Call.assignee),
         selectinload(Call.notifications),
         selectinload(Call.callback_attempts).selectinload(CallbackAttempt.user),
+        selectinload(Call.caller),
     ]
 
 
@@ -73,6 +74,8 @@ def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
         "assignee": call.assignee.email if call.assignee else None,
         "notifications": [describe_delivery(d) for d in call.notifications],
         "callback": callbacks.describe(call),
+        "blocked": call.blocked,
+        "caller": callers.describe(call.caller) if call.caller is not None else None,
     }
 
 

@@ -18,14 +18,27 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, literal, select, true
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Row,
+    Select,
+    String,
+    bindparam,
+    false,
+    func,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from moked import callbacks, recordings
+from moked import callbacks, callers, recordings
 from moked.db.models import (
     Business,
     Call,
+    Caller,
     NotificationDelivery,
     PhoneNumber,
     Recording,
@@ -113,6 +126,8 @@ class Effects:
     business_id: int | None = None
     enqueue_recording_sid: str | None = None
     new_call: bool = False
+    blocked: bool = False
+    """The call comes from a caller its business blocked: reject it (moked.callers)."""
     dialling: callbacks.Dialling | None = None
     """A callback's staff leg answered: whom its TwiML dials (moked.callbacks)."""
 
@@ -341,6 +356,8 @@ def apply_event(session: Session, event: InboundEvent) -> Effects:
     merge_call(call, params, when, business)
     effects.call_sid = call_sid
     effects.business_id = call.business_id
+    _caller_seen(session, call, event.endpoint, business is not None, when)
+    effects.blocked = call.blocked
 
     if event.endpoint in (Endpoint.HANDLE_RECORDING, Endpoint.RECORDING_STATUS):
         recording_sid = valid_sid(params.get("RecordingSid"), "RE")
@@ -356,6 +373,18 @@ def apply_event(session: Session, event: InboundEvent) -> Effects:
                 effects.enqueue_recording_sid = recording_sid
     session.flush()
     return effects
+
+
+def _caller_seen(
+    session: Session, call: Call, endpoint: Endpoint, assigned_now: bool, when: dt.datetime
+) -> None:
+    """The caller of a call that just found its business (or rings now) is made and its
+    block read, as `apply_new_call` does in its statement (moked.callers)."""
+    number = callers.caller_number(call.from_number)
+    if call.business_id is None or number is None:
+        return
+    if assigned_now or endpoint is Endpoint.INCOMING_CALL:
+        call.blocked = callers.seen(session, call.business_id, number, call.started_at or when)
 
 
 CALL_COLUMNS_FROM_EVENTS = (  # what `merge_call` fills from Twilio's parameters
@@ -408,12 +437,35 @@ def _new_call_statement() -> Select[Any]:
         .returning(WebhookEvent.id)
         .cte("logged")
     )
+    # The caller: made if new (no write when known), and whether its business blocked it.
+    number = bindparam("caller_number", type_=String)
+    known = (
+        select(Caller.blocked)
+        .where(Caller.business_id == select(business.c.id).scalar_subquery())
+        .where(Caller.number == number)
+        .cte("known")
+    )
+    new_caller = (
+        insert(Caller)
+        .from_select(
+            ["business_id", "number", "first_seen"],
+            select(
+                business.c.id, number, bindparam("caller_seen", type_=DateTime(timezone=True))
+            ).where(number.is_not(None)),
+            include_defaults=False,  # the columns' server defaults
+        )
+        .on_conflict_do_nothing(index_elements=["business_id", "number"])
+        .returning(Caller.id)
+        .cte("new_caller")
+    )
+    blocked = func.coalesce(select(known.c.blocked).scalar_subquery(), false())
     inserted = (
         insert(Call)
         .values(
             {
                 **{name: bindparam(name) for name in ("call_sid", *CALL_COLUMNS_FROM_EVENTS)},
                 "business_id": select(business.c.id).scalar_subquery(),
+                "blocked": blocked,
             }
         )
         .on_conflict_do_nothing(index_elements=["call_sid"])
@@ -424,6 +476,8 @@ def _new_call_statement() -> Select[Any]:
     return select(
         select(inserted.c.id).scalar_subquery().label("new_call_id"),
         select(logged.c.id).scalar_subquery().label("log_id"),
+        select(new_caller.c.id).scalar_subquery().label("new_caller_id"),
+        blocked.label("blocked"),
         business,
     ).select_from(one_row.outerjoin(business, true()))
 
@@ -457,9 +511,11 @@ def apply_new_call(connection: Connection, event: InboundEvent) -> NewCall | Non
     values["direction"] = values["direction"] or Direction.INBOUND
     values["status"] = values["status"] or CallStatus.RINGING
     values["e164"] = try_e164(params.get("To") or params.get("Called")) or ""
+    values["caller_number"] = callers.caller_number(call.from_number)
+    values["caller_seen"] = call.started_at
     values.update({f"log_{name}": value for name, value in _log_values(event).items()})
     row = connection.execute(_new_call_statement(), values).one()
     if row.new_call_id is None:
         return None
-    effects = Effects(call_sid=call_sid, business_id=row.id, new_call=True)
+    effects = Effects(call_sid=call_sid, business_id=row.id, new_call=True, blocked=row.blocked)
     return NewCall(effects=effects, business=row if row.id is not None else None)

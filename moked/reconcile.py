@@ -11,7 +11,9 @@ Each pass, in order:
    (RECORDING_DELETE_FROM_TWILIO); see moked/twilio_sync.py;
 5. decides the alerts of calls that became due by waiting (a late transcript, a missed
    call), and queues deliveries whose backoff is over or whose job was lost, and digests
-   whose quiet hours ended (moked.notify.dispatch.sweep).
+   whose quiet hours ended (moked.notify.dispatch.sweep);
+6. flags callers as likely spam: SPAM_CALLS calls within SPAM_MINUTES, none with a message
+   (moked.callers.sweep).
 Every step is idempotent, so running it twice, or in two processes, is harmless.
 """
 
@@ -31,7 +33,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from moked import backlog, callbacks, metrics, recordings, twilio_sync
+from moked import backlog, callbacks, callers, metrics, recordings, twilio_sync
 from moked.db.models import Recording
 from moked.db.session import postgres_refuses, settings_session
 from moked.intake import InboundEvent, apply_event, utcnow
@@ -63,6 +65,7 @@ class ReconcileReport:
     twilio_recovered: int = 0
     twilio_deleted: int = 0
     notifications_queued: int = 0
+    spam_flagged: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -256,6 +259,7 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         ("twilio_recovered", twilio_sync.recover_recordings),
         ("twilio_deleted", twilio_sync.retry_deletions),
         ("notifications_queued", dispatch.sweep),
+        ("spam_flagged", callers.sweep),
     )
     for attribute, step in steps:
         try:

@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     notify_sms_segments: int = Field(default=3, ge=1, le=10)
     """An SMS is cut to fit this many segments (70 characters each in Hebrew, 153 in GSM)."""
     notify_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # Callers (moked.callers): a number that calls SPAM_CALLS times or more within
+    # SPAM_MINUTES, leaving no message, is flagged as likely spam (not blocked).
+    spam_calls: int = Field(default=5, ge=2)
+    spam_minutes: float = Field(default=10.0, gt=0)
     notifier_metrics_port: int = 8005
     smtp_url: str = "smtp://127.0.0.1:8025"
     """smtp://host:port (plain, development), smtp+starttls://user:pass@host:587 or

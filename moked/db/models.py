@@ -18,9 +18,17 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    column_property,
+    mapped_column,
+    relationship,
+    validates,
+)
 
 from moked.statuses import (
     AlertKind,
@@ -137,6 +145,9 @@ class Call(Base):
     server default: intake's one-statement insert (`apply_new_call`) leaves it to Postgres."""
     first_reached_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """When a callback first reached the caller: the end of the time to callback."""
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    """The caller was blocked when the call came: it was rejected (no greeting, no
+    recording, no alert) and is kept for the record (moked.callers; migration 0009)."""
     alerts_planned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """When the call's notifications were decided (moked.notify.planner); None = not yet.
     Set once: a later transcript or a retry never alerts again."""
@@ -167,6 +178,13 @@ class Call(Base):
     follow_up_changes: Mapped[list[FollowUpChange]] = relationship(
         order_by="FollowUpChange.id", viewonly=True
     )
+    caller: Mapped[Caller | None] = relationship(
+        primaryjoin="and_(Call.business_id == foreign(Caller.business_id), "
+        "Call.from_number == foreign(Caller.number))",
+        viewonly=True,
+        uselist=False,
+    )
+    """The number within its business (moked.callers); None when withheld or unassigned."""
 
 
 def call_time(call: type[Call] = Call) -> Any:
@@ -177,6 +195,8 @@ def call_time(call: type[Call] = Call) -> Any:
 # The inbox: newest first, per business (staff) and across businesses (admins).
 Index("ix_calls_business_inbox", Call.business_id, call_time(), Call.id)
 Index("ix_calls_inbox", call_time(), Call.id)
+# A caller's calls (moked.callers): counts, repeat badges, the spam check.
+Index("ix_calls_business_caller", Call.business_id, Call.from_number, call_time())
 # The notification planner's scan: calls whose alerts are not decided yet.
 Index(
     "ix_calls_alerts_unplanned",
@@ -550,3 +570,52 @@ class FollowUpChange(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
     user: Mapped[User | None] = relationship()
+
+
+# --- callers (migration 0009) ----------------------------------------------------------------
+
+
+class Caller(Base):
+    """A number within a business: the same number calling two businesses is two callers.
+    A withheld number is no caller. moked.callers owns the rows."""
+
+    __tablename__ = "callers"
+    __table_args__ = (UniqueConstraint("business_id", "number", name="uq_callers_business_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(64))
+    """E.164, as Twilio sent it in `From` (the same text as `calls.from_number`)."""
+    name: Mapped[str | None] = mapped_column(String(200))
+    """What staff call them (optional)."""
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    blocked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    flagged_spam_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the number was flagged as likely spam (many calls, no message); not blocked."""
+    first_seen: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    calls: Mapped[int] = column_property(
+        select(func.count(Call.id))
+        .where(Call.business_id == business_id, Call.from_number == number)
+        .correlate_except(Call)
+        .scalar_subquery()
+    )
+    """This business's calls from this number (ix_calls_business_caller), read with the row."""
+
+    business: Mapped[Business] = relationship()
+    blocked_by: Mapped[User | None] = relationship()
+
+
+Index(
+    "ix_callers_listed",
+    Caller.business_id,
+    postgresql_where=Caller.blocked.is_(True) | Caller.flagged_spam_at.is_not(None),
+)

@@ -15,17 +15,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from moked import recordings
+from moked import callers, recordings
 from moked.db.models import Business, Call
 from moked.phone import DEFAULT_REGION, try_e164
 from moked.settings import Settings
 from moked.statuses import AlertKind, ProcessingStatus
 
-CALLER_WINDOW = dt.timedelta(days=7)
-""""3rd call this week": calls from the same number to the same business in this window."""
 DEFAULT_TIMEZONE = "Asia/Jerusalem"
 
 
@@ -137,19 +134,9 @@ def sample(settings: Settings, business: Business, now: dt.datetime) -> Alert:
 
 
 def caller_calls(session: Session, call: Call) -> int:
-    """Calls from this caller to this business in the week up to this one (included)."""
-    if not call.from_number or try_e164(call.from_number) is None:
-        return 1
-    at = call.started_at or call.created_at
-    count = session.scalar(
-        select(func.count(Call.id)).where(
-            Call.business_id == call.business_id,
-            Call.from_number == call.from_number,
-            func.coalesce(Call.started_at, Call.created_at) > at - CALLER_WINDOW,
-            func.coalesce(Call.started_at, Call.created_at) <= at,
-        )
-    )
-    return max(1, count or 1)
+    """Calls from this caller to this business in the week up to this one (included):
+    counted once, by moked.callers (the inbox's badges are the same count)."""
+    return callers.calls_this_week(session, call)
 
 
 # --- words ---------------------------------------------------------------------------------

@@ -90,6 +90,9 @@ def plan_call(session: Session, settings: Settings, call_sid: str, now: dt.datet
     if call.business is None or at < now - dt.timedelta(hours=settings.notify_lookback_hours):
         call.alerts_planned_at = now  # nobody to tell, or too old to page anyone about
         return []
+    if call.blocked:
+        call.alerts_planned_at = now  # a blocked caller's call alerts nobody (moked.callers)
+        return []
     decided = due(call, settings, now)
     if decided is None:
         return []

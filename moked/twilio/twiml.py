@@ -98,3 +98,11 @@ def hangup() -> str:
     response = VoiceResponse()
     response.hangup()
     return str(response.to_xml())
+
+
+def reject(reason: str = "busy") -> str:
+    """A blocked caller: Twilio rejects the call (the caller hears busy; nothing is billed
+    or recorded)."""
+    response = VoiceResponse()
+    response.reject(reason=reason)
+    return str(response.to_xml())

@@ -148,6 +148,11 @@ def _incoming_call(event: InboundEvent) -> Response:
     settings = _settings()
     to_number = event.flat.get("To", "")
     effects, answer = _store(event)
+    if effects is not None and effects.blocked:
+        # A blocked caller: stored as blocked, rejected (busy), never greeted, recorded or
+        # alerted about; its business's greeting is neither remembered nor recalled here.
+        metrics.CALLS_RECEIVED.labels(str(effects.business_id or "unassigned")).inc()
+        return _xml(twiml.reject())
     if answer is not None:
         _last_known().remember(to_number, answer)
     else:
