@@ -8,9 +8,14 @@ monitoring programs come from `moked.stack.monitoring`, which builds on the layo
 
 from __future__ import annotations
 
+import grp
+import logging
 import os
+import pwd
 import shutil
+import stat
 import string
+import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -25,6 +30,16 @@ from moked.twilio import rest, twiml
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.template"
 SERVICE_LAUNCHER = REPO_ROOT / "scripts" / "run-service"
 POSTGRES_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+# The system user and group of the native stack when it runs as root (scripts/bootstrap
+# makes them; `moked stack up` too if missing). The group is the one shared by whatever
+# writes and reads recordings and logs: the services, and nginx's workers (nobody).
+SERVICE_ACCOUNT = "moked"
+# Callers' voices and the logs: the owner writes, the shared group reads, others nothing;
+# set-gid directories so every new file and directory gets the group.
+PRIVATE_DIR_MODE = 0o2750
+PRIVATE_FILE_MODE = 0o640
+
+log = logging.getLogger(__name__)
 
 
 def postgres_bin() -> Path:
@@ -36,6 +51,76 @@ def postgres_bin() -> Path:
 
 def running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+def ensure_service_account() -> None:
+    """As root: the `moked` system group and user, made once (like scripts/bootstrap)."""
+    if not running_as_root():
+        return
+    try:
+        grp.getgrnam(SERVICE_ACCOUNT)
+    except KeyError:
+        subprocess.run(["groupadd", "--system", SERVICE_ACCOUNT], check=True)
+    try:
+        pwd.getpwnam(SERVICE_ACCOUNT)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--gid", SERVICE_ACCOUNT, "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SERVICE_ACCOUNT],
+            check=True,
+        )  # fmt: skip
+
+
+def unprivileged() -> dict[str, str]:
+    """supervisord keys that run a program as the `moked` user when the stack runs as root;
+    nothing otherwise (it runs as the invoking user). Its files: `own_state`."""
+    return {"user": SERVICE_ACCOUNT} if running_as_root() else {}
+
+
+def own_state(*paths: Path) -> None:
+    """As root: hand these files and directories (recursively) to the `moked` user, whose
+    programs write them; idempotent, so state made by root in earlier versions is fixed."""
+    if not running_as_root():
+        return
+    account = pwd.getpwnam(SERVICE_ACCOUNT)
+    for top in paths:
+        if not top.exists():
+            continue
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            try:
+                status = path.lstat()
+                if (status.st_uid, status.st_gid) != (account.pw_uid, account.pw_gid):
+                    os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+
+
+def shared_group() -> int:
+    """The gid that may read recordings and logs: `moked` as root (nginx's workers run as
+    nobody in it), else the invoking user's own primary group (everything runs as them)."""
+    if running_as_root():
+        return grp.getgrnam(SERVICE_ACCOUNT).gr_gid
+    return os.getgid()
+
+
+def share_privately(directory: Path, gid: int) -> None:
+    """Give `directory`, and all it holds, PRIVATE_DIR_MODE / PRIVATE_FILE_MODE and the
+    group `gid`: idempotent, so what an earlier version left world-readable is fixed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in [directory, *directory.rglob("*")]:
+        try:
+            status = path.lstat()
+            if stat.S_ISLNK(status.st_mode):
+                continue
+            wanted = PRIVATE_DIR_MODE if stat.S_ISDIR(status.st_mode) else PRIVATE_FILE_MODE
+            if status.st_gid != gid:
+                os.chown(path, -1, gid)
+            if stat.S_IMODE(status.st_mode) != wanted:
+                path.chmod(wanted)
+        except FileNotFoundError:
+            continue  # a partial download renamed or removed meanwhile
+        except PermissionError as exc:
+            log.warning("cannot make %s private: %s", path, exc)
 
 
 def fallback_twiml(settings: Settings) -> dict[str, str]:
@@ -64,7 +149,9 @@ def render_nginx(template: str, variables: dict[str, str]) -> str:
 
 def nginx_variables(layout: StackLayout) -> dict[str, str]:
     settings = layout.settings
-    user = "user nobody nogroup;" if running_as_root() else ""
+    # As root, the workers drop to nobody in the shared group: they read recordings (0640)
+    # but nothing else of Moked's.
+    user = f"user nobody {SERVICE_ACCOUNT};" if running_as_root() else ""
     return {
         "NGINX_USER_DIRECTIVE": user,
         "NGINX_RUN_DIR": str(layout.nginx_run_dir),
@@ -124,6 +211,9 @@ def supervisord_config(layout: StackLayout, programs: list[str]) -> str:
             f"directory={REPO_ROOT}",
             "nodaemon=false",
             "minfds=4096",
+            # Its own and its programs' logs, and what the programs write unless they say
+            # otherwise (greetings: 0644 by name), are not for other local users.
+            "umask=027",
             f'environment=MOKED_ENV_FILE="{layout.env_file}",MOKED_STATE_DIR="{layout.state_dir}"',
             "",
             "[rpcinterface:supervisor]",
@@ -156,7 +246,11 @@ def program_sections(layout: StackLayout) -> list[str]:
             )
         )
     if layout.manages_redis:
-        sections.append(program_section("redis", f"redis-server {layout.redis_conf}", priority=10))
+        sections.append(
+            program_section(
+                "redis", f"redis-server {layout.redis_conf}", priority=10, extra=unprivileged()
+            )
+        )
     sections.append(
         program_section(
             "webhooks",
@@ -215,6 +309,7 @@ def program_sections(layout: StackLayout) -> list[str]:
 
 def prepare_dirs(layout: StackLayout) -> None:
     settings = layout.settings
+    ensure_service_account()
     for directory in (
         layout.run_dir,
         layout.log_dir,
@@ -227,13 +322,23 @@ def prepare_dirs(layout: StackLayout) -> None:
     # The development sink's mail holds callers' words: this user's alone.
     settings.mail_dir.mkdir(parents=True, exist_ok=True)
     settings.mail_dir.chmod(0o700)
-    # nginx workers run as nobody: greetings and recordings must be readable by them.
-    for directory in (settings.greetings_dir, settings.recordings_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o755)
+    # Greetings are public (Twilio fetches them through nginx, whose workers are nobody).
+    settings.greetings_dir.mkdir(parents=True, exist_ok=True)
+    settings.greetings_dir.chmod(0o755)
     layout.state_dir.chmod(0o755)
-    layout.log_dir.chmod(0o755)
     layout.run_dir.chmod(0o755)
+    # Recordings and logs: the shared group reads (nginx's workers serve recordings through
+    # the CRM's X-Accel-Redirect; the notifier attaches them; the reconciler replays
+    # nginx's fallback log); no other local user does.
+    group = shared_group()
+    share_privately(settings.recordings_dir, group)
+    share_privately(layout.log_dir, group)
+    fallback = settings.nginx_fallback_log
+    if fallback.parent != layout.log_dir and fallback.exists():
+        os.chown(fallback, -1, group)
+        fallback.chmod(PRIVATE_FILE_MODE)
+    # Redis runs as the unprivileged user when the stack runs as root (its config: render).
+    own_state(layout.redis_dir)
     if running_as_root():
         shutil.chown(layout.nginx_run_dir, "nobody")
         if layout.manages_postgres:

@@ -29,6 +29,7 @@ from moked.stack.config import (
     REPO_ROOT,
     StackLayout,
     nginx_variables,
+    own_state,
     postgres_bin,
     prepare_dirs,
     program_sections,
@@ -229,6 +230,7 @@ def render(layout: StackLayout) -> dict[str, bool]:
     )
     # It holds Redis's password.
     changed["redis"] = _write_if_changed(layout.redis_conf, redis_config(layout), mode=0o600)
+    own_state(layout.redis_conf)  # Redis's own user reads it
     sections = program_sections(layout)
     changed["supervisord"] = _write_if_changed(
         layout.supervisord_conf, supervisord_config(layout, sections)
@@ -258,6 +260,7 @@ def start(layout: StackLayout) -> None:
             check=True,
             env=_child_env(),
             cwd=REPO_ROOT,
+            umask=0o027,  # its own log is opened before its config's umask applies
         )
         wait_for("supervisord", lambda: supervisor_running(layout), timeout=20)
     else:

@@ -39,8 +39,10 @@ RETRYABLE_STATUS = frozenset({404, 408, 425, 429, 500, 502, 503, 504})
 EXTENSIONS = (".mp3", ".wav")
 DEFAULT_EXTENSION = ".mp3"
 """Twilio serves the same recording as MP3 (small) or WAV; MP3 is what the CRM plays."""
-FILE_MODE = 0o644
-DIR_MODE = 0o755
+# Callers' voices: the writer's group reads them (nginx's workers for the CRM, the
+# notifier), other local users cannot; set-gid directories pass the group on.
+FILE_MODE = 0o640
+DIR_MODE = 0o2750
 _CHUNK = 64 * 1024
 _FORMATS = {"mp3": (".mp3", "audio/mpeg"), "wav": (".wav", "audio/wav")}
 

@@ -96,9 +96,9 @@ def feed_call(
     relative = f"{tenant.business.id}/{recording_sid}.mp3"
     target = stack.settings.recordings_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.parent.chmod(0o755)
+    target.parent.chmod(0o2750)  # as the transcriber leaves it: nginx reads by the group
     target.write_bytes(audio)
-    target.chmod(0o644)
+    target.chmod(0o640)
     media = StoredMedia(relative, "audio/mpeg", len(audio), 2.0)
     with session_scope() as session:
         settle(session, recording_sid, processing, transcript=transcript or "", media=media)

@@ -58,8 +58,8 @@ def test_stores_verified_audio_privately_readable_by_nginx(host: TwilioDouble, t
     assert stored.local_path.endswith(f"/{sid}.mp3")
     assert stored.content_type == "audio/mpeg"
     assert stored.audio_seconds > 5
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o2750
     assert [s.status for s in host.gets_of(sid)] == [404, 404, 200]
     assert not list((tmp_path / "recordings").glob(".*.part")), "no partial file left"
 

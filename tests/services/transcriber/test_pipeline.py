@@ -48,12 +48,13 @@ def test_voicemail_is_fetched_with_auth_after_404s_and_transcribed(
     assert [g.status for g in gets] == [404, 404, 200]
     assert all(g.authorized for g in gets)
     assert gets[-1].path.endswith(".mp3")
-    # Kept privately under RECORDINGS_DIR, readable by nginx's workers (nobody) for the CRM.
+    # Kept privately under RECORDINGS_DIR: nginx's workers (nobody) read it through the
+    # shared group, for the CRM; other local users cannot.
     assert done.local_path is not None and not done.local_path.startswith("/")
     stored = stack.settings.recordings_dir / done.local_path
     assert stored.read_bytes() == telephone_mp3(VOICEMAIL_TEXT)
-    assert stat.S_IMODE(stored.stat().st_mode) == 0o644
-    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o755
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o640
+    assert stat.S_IMODE(stored.parent.stat().st_mode) == 0o2750
     assert done.content_type == "audio/mpeg"
     assert done.size_bytes == stored.stat().st_size
 
