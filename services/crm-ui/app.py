@@ -22,6 +22,7 @@ from crm_ui import (
     auth,
     businesses,
     callbacks,
+    callers,
     calls,
     db,
     i18n,
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.register_blueprint(inbox.bp)
     app.register_blueprint(calls.bp)
     app.register_blueprint(callbacks.bp)
+    callers.init_app(app)  # its blueprint and the templates' caller helpers
     app.register_blueprint(businesses.bp)
     app.register_blueprint(notifications.bp)
     app.register_blueprint(account.bp)
