@@ -117,7 +117,8 @@ def _valid_number(raw: str) -> str:
         raise CallerError(f"not a valid phone number: {raw[:40]!r}") from exc
 
 
-def _locked(session: Session, business_id: int, number: str, now: dt.datetime) -> Caller:
+def ensure(session: Session, business_id: int, number: str, now: dt.datetime) -> Caller:
+    """The caller's row, made if missing, locked for the caller's transaction."""
     session.execute(
         insert(Caller)
         .values(business_id=business_id, number=number, first_seen=now)
@@ -143,7 +144,7 @@ def block(
     """Block the number for the business (a number that never called may be blocked too):
     its calls are rejected, recorded as blocked, and alert nobody."""
     now = now or dt.datetime.now(dt.UTC)
-    caller = _locked(session, business_id, _valid_number(number), now)
+    caller = ensure(session, business_id, _valid_number(number), now)
     if not caller.blocked:
         caller.blocked = True
         caller.blocked_at = now
