@@ -362,7 +362,7 @@ def reported(
 def log_manual(
     session: Session,
     call: Call,
-    user_id: int,
+    user_id: int | None,
     outcome: CallbackStatus,
     *,
     duration_seconds: int | None = None,

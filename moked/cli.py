@@ -223,6 +223,34 @@ def cmd_business_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_business_hours(args: argparse.Namespace, settings: Settings) -> int:
+    from moked.businesses import find_business
+    from moked.callback_wait import HoursError, set_hours
+    from moked.db.session import session_scope
+
+    with session_scope() as session:
+        business = find_business(session, args.business)
+        if business is None:
+            print(f"no business {args.business!r}", file=sys.stderr)
+            return 2
+        try:
+            set_hours(
+                session,
+                business,
+                hours=args.hours,
+                days=args.days,
+                limit_minutes=args.callback_limit,
+            )
+        except HoursError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print(
+            f"{business.name}: {business.hours_start:%H:%M}-{business.hours_end:%H:%M}"
+            f" {business.work_days}, callbacks within {business.callback_limit_minutes} minutes"
+        )
+    return 0
+
+
 def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
@@ -374,6 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.set_defaults(handler=cmd_business_add)
     business.add_parser("list", help="list businesses").set_defaults(handler=cmd_business_list)
+    hours = business.add_parser(
+        "hours", help="business hours and the callback limit (the CallbacksOverdue alert)"
+    )
+    hours.add_argument("--business", required=True, help="business name or id")
+    hours.add_argument("--hours", metavar="08:00-18:00", help="opening hours, in its time zone")
+    hours.add_argument("--days", metavar="sun-thu", help="working days: sun,mon,… or sun-thu")
+    hours.add_argument(
+        "--callback-limit", type=int, metavar="MINUTES", help="a voicemail is overdue after this"
+    )
+    hours.set_defaults(handler=cmd_business_hours)
 
     call = commands.add_parser("call", help="calls").add_subparsers(
         dest="call_command", required=True

@@ -33,7 +33,7 @@ from rq.registry import StartedJobRegistry
 from sqlalchemy import or_, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from moked import backlog, callbacks, callers, metrics, recordings, twilio_sync
+from moked import backlog, callback_wait, callbacks, callers, metrics, recordings, twilio_sync
 from moked.db.models import Recording
 from moked.db.session import postgres_refuses, settings_session
 from moked.intake import InboundEvent, apply_event, utcnow
@@ -66,6 +66,7 @@ class ReconcileReport:
     twilio_deleted: int = 0
     notifications_queued: int = 0
     spam_flagged: int = 0
+    callbacks_overdue: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -260,6 +261,7 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         ("twilio_deleted", twilio_sync.retry_deletions),
         ("notifications_queued", dispatch.sweep),
         ("spam_flagged", callers.sweep),
+        ("callbacks_overdue", callback_wait.measure),
     )
     for attribute, step in steps:
         try:

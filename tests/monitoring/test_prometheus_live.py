@@ -256,7 +256,14 @@ def test_rules_are_loaded_evaluated_and_healthy(prometheus: Prometheus):
         return [rule for group in prometheus.api("rules")["groups"] for rule in group["rules"]]
 
     groups = {group["name"] for group in prometheus.api("rules")["groups"]}
-    assert groups == {"twilio", "webhooks", "transcription", "infrastructure", "notifications"}
+    assert groups == {
+        "twilio",
+        "webhooks",
+        "transcription",
+        "infrastructure",
+        "notifications",
+        "callbacks",
+    }
     evaluated = wait_for(
         "every rule evaluated",
         lambda: (

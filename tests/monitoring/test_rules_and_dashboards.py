@@ -54,6 +54,12 @@ EXPECTED_DASHBOARDS = {
         "Pending and held deliveries",
         "Notifications queue depth",
     },
+    "Callbacks": {
+        "Time to callback p50 / p90 by business",
+        "Callback outcomes",
+        "Voicemails overdue by business",
+        "Oldest waiting voicemail by business",
+    },
 }
 REQUIRED_ALERTS = {
     "TwilioHttpRetrievalFailure",  # any 11200 in 10 minutes
@@ -71,6 +77,7 @@ REQUIRED_ALERTS = {
     "NotificationsFailing",  # failed for good, or only failures for 15 minutes (per channel)
     "NotificationsStuck",  # pending and nothing sent for 15 minutes
     "NotifierDown",
+    "CallbacksOverdue",  # voicemails past the business's limit, in business hours
 }
 
 
