@@ -356,6 +356,38 @@ def reported(
     return Dialling(caller=caller, caller_id=attempt.caller_id, attempt_id=attempt.id)
 
 
+# --- what Twilio never reported --------------------------------------------------------
+
+STALE_AFTER = dt.timedelta(minutes=10)
+"""An attempt not over this long after it was asked for (Twilio's report lost, the
+`<Dial>` never run because the connect TwiML failed) is failed by the reconciler: a ring
+lasts RING_SECONDS a leg, and a conversation's end is reported within seconds."""
+TALK_GRACE = dt.timedelta(hours=4)
+"""A staff leg still in progress (staff and caller talking) is given this long."""
+
+
+def expire_stale(session: Session, now: dt.datetime | None = None) -> int:
+    """The reconciler's step: fail attempts Twilio will not finish; how many."""
+    now = now or utcnow()
+    stale = session.scalars(
+        select(CallbackAttempt)
+        .where(
+            CallbackAttempt.status.in_((C.REQUESTED, C.RINGING, C.CONNECTING)),
+            CallbackAttempt.started_at < now - STALE_AFTER,
+        )
+        .with_for_update(skip_locked=True)
+    ).all()
+    expired = 0
+    for attempt in stale:
+        talking = attempt.staff_status is CallStatus.IN_PROGRESS and attempt.dial_status is None
+        if talking and attempt.started_at > now - TALK_GRACE:
+            continue
+        attempt.error = "Twilio never reported how the call ended"
+        _move(session, attempt, C.FAILED, attempt.ended_at or now)
+        expired += 1
+    return expired
+
+
 # --- by hand ----------------------------------------------------------------------------
 
 

@@ -67,6 +67,7 @@ class ReconcileReport:
     notifications_queued: int = 0
     spam_flagged: int = 0
     callbacks_overdue: int = 0
+    callbacks_expired: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -251,6 +252,12 @@ def _requeue_one(
     return 1
 
 
+def expire_callbacks(settings: Settings, _redis: Redis) -> int:
+    """Callback attempts Twilio will not finish (a report lost) are failed."""
+    with settings_session(settings) as session:
+        return callbacks.expire_stale(session)
+
+
 def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
     report = ReconcileReport()
     steps = (
@@ -262,6 +269,7 @@ def run_once(settings: Settings, redis: Redis) -> ReconcileReport:
         ("notifications_queued", dispatch.sweep),
         ("spam_flagged", callers.sweep),
         ("callbacks_overdue", callback_wait.measure),
+        ("callbacks_expired", expire_callbacks),
     )
     for attribute, step in steps:
         try:

@@ -8,6 +8,7 @@ action and the staff leg's status callbacks → the attempt ends with its outcom
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import random
@@ -27,7 +28,7 @@ from moked.calls import SCHEMA_PATH, call_loading, describe_call
 from moked.db.models import Call, CallbackAttempt, FollowUpChange, User
 from moked.db.session import session_scope
 from moked.simulator.twilio_api import TwilioApiSimulator
-from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus, Endpoint, FollowUp
+from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus, CallStatus, Endpoint, FollowUp
 from tests.apps import TwilioClient
 from tests.harness import StackUnderTest
 from tests.helpers import call_params, new_call_sid
@@ -449,3 +450,32 @@ def test_staff_of_another_business_cannot_start_see_or_log_a_callback(
         assert not session.scalars(
             select(CallbackAttempt).where(CallbackAttempt.call_id == call.id)
         ).all()
+
+
+def test_attempts_twilio_never_finishes_are_failed_by_the_reconciler(
+    twilio: TwilioClient, make_business
+) -> None:  # type: ignore[no-untyped-def]
+    """The stack's reconciler runs the same step every second: whichever runs it first,
+    the lost attempt ends failed, and the others are left alone."""
+    staff = make_staff(make_business)
+    lost, _ = _new_attempt(twilio, staff)
+    talking, _ = _new_attempt(twilio, staff)
+    fresh, _ = _new_attempt(twilio, staff)
+    now = dt.datetime.now(dt.UTC)
+    with session_scope() as session:
+        for attempt_id, age, status in (
+            (lost, dt.timedelta(minutes=11), CallStatus.RINGING),
+            (talking, dt.timedelta(minutes=30), CallStatus.IN_PROGRESS),
+            (fresh, dt.timedelta(minutes=1), CallStatus.RINGING),
+        ):
+            attempt = session.get(CallbackAttempt, attempt_id)
+            assert attempt is not None
+            attempt.started_at = now - age
+            attempt.staff_status = status
+    with session_scope() as session:
+        callbacks.expire_stale(session, now)
+
+    assert final_attempt(lost, timeout=0).status is CallbackStatus.FAILED
+    assert final_attempt(lost, timeout=0).error
+    assert final_attempt(talking, timeout=0).status is CallbackStatus.REQUESTED
+    assert final_attempt(fresh, timeout=0).status is CallbackStatus.REQUESTED
