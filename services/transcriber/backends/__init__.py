@@ -9,10 +9,15 @@ local model is loaded into memory once, never per job. `Backend` and `Transcript
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from moked.settings import Settings
 from transcriber.backends.base import Backend as Backend
+from transcriber.backends.base import LanguageRequest as LanguageRequest
 from transcriber.backends.base import Transcript as Transcript
+
+if TYPE_CHECKING:
+    from transcriber.backends.router import Router
 
 DEFAULT_LANGUAGE = "he"
 
@@ -26,7 +31,7 @@ def whisper_language(business_language: str | None) -> str:
 
 
 _lock = threading.Lock()
-_backend: Backend | None = None
+_backend: Router | None = None
 _loads = 0
 
 
@@ -35,7 +40,7 @@ def load_count() -> int:
     return _loads
 
 
-def _build(settings: Settings) -> Backend:
+def _build(settings: Settings) -> Router:
     """A router over every language's backend (`moked.models.route_for`): Hebrew to a Hebrew
     model when one is installed, else OpenAI with a key, else the default model."""
     from transcriber.backends.router import Router
@@ -43,7 +48,7 @@ def _build(settings: Settings) -> Backend:
     return Router.from_settings(settings)
 
 
-def get_backend(settings: Settings) -> Backend:
+def get_backend(settings: Settings) -> Router:
     """This process's backend, built on first use (or at worker start) and kept."""
     global _backend, _loads
     with _lock:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from moked.transcripts import Segment
+
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
@@ -22,6 +24,33 @@ class Transcript:
     model: str | None = None
     low_confidence: str | None = None
     """Why the transcript should not be trusted without listening (None: no known reason)."""
+    segments: tuple[Segment, ...] = ()
+    """Timed segments in order, with Whisper's confidence numbers (empty when the backend
+    gives only text)."""
+    detected_language: str | None = None
+    """What the detector heard among the business's expected languages (None: not run)."""
+    language_probability: float | None = None
+    """Whisper's probability of `detected_language` (over all its languages)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    language: str
+    """The most likely of the expected languages."""
+    probability: float
+    """Whisper's probability of it, over all the languages it knows."""
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageRequest:
+    """Which language to transcribe a recording in."""
+
+    business: str
+    """The business's own language (Whisper code): used when nothing else decides."""
+    expected: tuple[str, ...] = ()
+    """The languages its callers may speak; detection picks among them only."""
+    forced: str | None = None
+    """Staff asked for this language (`moked.recordings.retry`): no guessing."""
 
 
 class Backend(Protocol):

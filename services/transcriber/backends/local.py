@@ -15,7 +15,8 @@ from typing import Any
 from moked import metrics
 from moked.models import DEFAULT_ROUTE, configured_model
 from moked.settings import Settings
-from transcriber.backends.base import Transcript
+from moked.transcripts import Segment
+from transcriber.backends.base import Detection, Transcript
 from transcriber.errors import BackendError, ModelError
 from transcriber.model_store import resolve_model_dir
 
@@ -103,12 +104,48 @@ class LocalBackend:
                 beam_size=BEAM_SIZE,
                 vad_filter=True,
                 condition_on_previous_text=False,
-                # Only the text is stored: skipping timestamp tokens is ~2x faster here.
-                without_timestamps=True,
+                # Timed segments are stored (the call page seeks by sentence): timestamp
+                # tokens cost decoding time, measured by `make bench`.
+                without_timestamps=False,
             )
             # `segments` is lazy: the decoding happens while it is consumed.
-            texts = [segment.text.strip() for segment in segments]
+            timed = tuple(
+                Segment(
+                    start=float(segment.start),
+                    end=float(segment.end),
+                    text=segment.text.strip(),
+                    avg_logprob=float(segment.avg_logprob),
+                    no_speech_prob=float(segment.no_speech_prob),
+                    temperature=segment.temperature,
+                )
+                for segment in segments
+            )
         except (RuntimeError, ValueError, OSError) as exc:
             raise BackendError(f"faster-whisper failed: {exc}") from exc
-        text = " ".join(t for t in texts if t)
-        return Transcript(text=text, language=language, audio_seconds=float(info.duration))
+        kept = tuple(s for s in timed if s.text)
+        text = " ".join(s.text for s in kept)
+        return Transcript(
+            text=text, language=language, audio_seconds=float(info.duration), segments=kept
+        )
+
+    def detect(self, audio: Path, candidates: tuple[str, ...]) -> Detection | None:
+        """The most likely of `candidates` in the speech of the first 30 s (Whisper's
+        detector, after VAD); None when there is no speech to judge."""
+        from faster_whisper.audio import decode_audio
+        from faster_whisper.vad import get_speech_timestamps
+
+        try:
+            samples = decode_audio(str(audio), sampling_rate=16000)
+            if not get_speech_timestamps(samples):
+                return None
+            _, _, probabilities = self._whisper.detect_language(
+                samples, vad_filter=True, language_detection_segments=1
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise BackendError(f"faster-whisper's language detection failed: {exc}") from exc
+        heard = dict(probabilities)
+        known = [c for c in candidates if c in heard]
+        if not known:
+            return None
+        best = max(known, key=lambda code: heard[code])
+        return Detection(language=best, probability=float(heard[best]))

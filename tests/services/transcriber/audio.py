@@ -59,3 +59,27 @@ def silence_mp3(seconds: float = 6.0) -> bytes:
 
 
 NOT_AUDIO = b"<html><body><h1>Service temporarily unavailable</h1></body></html>\n" * 20
+
+
+@functools.cache
+def noisy_mp3(text: str, amplitude: float = 0.6, voice: str = "en-us") -> bytes:
+    """The text spoken on a very bad line: white noise as loud as the voice, or louder
+    (the VAD still hears speech, so it is transcribed, but Whisper has to guess). The same
+    noise every time (a fixed seed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        speech = Path(tmp) / "speech.mp3"
+        speech.write_bytes(telephone_mp3(text, voice))
+        mp3 = Path(tmp) / "noisy.mp3"
+        _run(
+            "ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(speech),
+            "-f", "lavfi", "-i", f"anoisesrc=color=white:amplitude={amplitude}:duration=10:seed=7",
+            "-filter_complex",
+            "[0:a]aresample=16000[s];[1:a]aresample=16000[n];"
+            "[s][n]amix=inputs=2:duration=longest:normalize=0",
+            "-ar", "8000", "-ac", "1", "-codec:a", "libmp3lame", "-b:a", "32k", str(mp3),
+        )  # fmt: skip
+        return mp3.read_bytes()
+
+
+ARABIC_TEXT = "مرحبا، أنا دانا من المخبز. من فضلك اتصل بي بخصوص كعكة عيد الميلاد."
+RUSSIAN_TEXT = "Здравствуйте, это Дана из пекарни. Пожалуйста, перезвоните мне насчёт торта."
