@@ -428,4 +428,5 @@ HEBREW: dict[str, str] = {
     "Caller blocked: their calls are rejected and alert nobody.": "המספר נחסם: שיחות ממנו נדחות ואינן שולחות התראות.",
     "Caller unblocked.": "החסימה בוטלה.",
     "Blocked numbers are rejected (they hear busy), leave no message and alert nobody. Numbers that call again and again without leaving a message are flagged as likely spam; they still get through until blocked.": "שיחות ממספרים חסומים נדחות (המתקשר שומע צליל תפוס), לא נשארת הודעה ואף אחד לא מקבל התראה. מספרים שמתקשרים שוב ושוב בלי להשאיר הודעה מסומנים כספאם אפשרי; הם עדיין עוברים עד שחוסמים אותם.",
+    "Call back {number}": "חזרה אל {number}",
 }

@@ -134,3 +134,4 @@ def test_missed_calls_are_kept_apart_from_voicemails(
     assert missed in missed_tab and voicemail.call_sid not in missed_tab
     assert voicemail.call_sid in voicemail_tab and missed not in voicemail_tab
     assert 'aria-current="page"' in missed_tab
+    assert f"/calls/{missed}/callback" in missed_tab  # "Call back" on the open call's row
