@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moked.db.models import Business, PhoneNumber
+from moked.db.models import Business, Caller, PhoneNumber
 from moked.greetings import greeting_url, is_playable
 from moked.settings import Settings
 from moked.twilio import twiml
@@ -120,6 +120,20 @@ def current_answers(session: Session, settings: Settings) -> dict[str, CallAnswe
     return {number: answer_for(settings, business) for number, business in rows}
 
 
+def current_blocked(session: Session) -> dict[str, frozenset[str]]:
+    """Each business number's blocked callers as the database has them now (moked.callers):
+    what the outage path rejects."""
+    rows = session.execute(
+        select(PhoneNumber.e164, Caller.number)
+        .join(Caller, Caller.business_id == PhoneNumber.business_id)
+        .where(Caller.blocked.is_(True))
+    ).all()
+    blocked: dict[str, set[str]] = {}
+    for number, caller in rows:
+        blocked.setdefault(number, set()).add(caller)
+    return {number: frozenset(callers) for number, callers in blocked.items()}
+
+
 class LastKnownAnswers:
     """The last answer given per number, one small JSON file each, replaced atomically.
 
@@ -133,6 +147,8 @@ class LastKnownAnswers:
         self._directory = directory
         self._refresh_seconds = refresh_seconds
         self._written: dict[str, tuple[CallAnswer, float]] = {}
+        self._blocked: dict[str, frozenset[str]] = {}
+        """The blocked callers this process last wrote per number (see `remember_blocked`)."""
 
     def _path(self, number: str) -> Path:
         # Twilio's To is E.164 ("+9723…"); anything else is not worth remembering.
@@ -198,3 +214,81 @@ class LastKnownAnswers:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("unreadable last answer for %s: %s", number, exc)
             return None
+
+    # --- blocked callers ----------------------------------------------------------------------
+    # While Postgres is down a blocked caller must not be greeted either: each business
+    # number's blocked callers are kept beside the answers (blocked/<digits>.json), written
+    # when a call is rejected and rebuilt from the database with the answers. An unblock
+    # reaches the copy when the number next rings or at the next rebuild.
+
+    def _blocked_path(self, number: str) -> Path:
+        return self._directory / "blocked" / self._path(number).name
+
+    def _read_blocked(self, number: str) -> frozenset[str]:
+        path = self._blocked_path(number)
+        if path.name == ".json":
+            return frozenset()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return frozenset()
+        except (OSError, ValueError) as exc:
+            log.warning("unreadable blocked callers for %s: %s", number, exc)
+            return frozenset()
+        return frozenset(str(n) for n in data) if isinstance(data, list) else frozenset()
+
+    def _write_blocked(self, number: str, callers: frozenset[str]) -> bool:
+        path = self._blocked_path(number)
+        if path.name == ".json":
+            return False
+        try:
+            if not callers:
+                path.unlink(missing_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+                temporary.write_text(json.dumps(sorted(callers)), encoding="utf-8")
+                os.replace(temporary, path)
+        except OSError as exc:
+            log.warning("could not keep the blocked callers of %s: %s", number, exc)
+            return False
+        self._blocked[number] = callers
+        return True
+
+    def remember_blocked(self, number: str, caller: str, blocked: bool = True) -> None:
+        """The database said whether `caller` is blocked at `number`. Costs a dictionary
+        lookup unless it changes what this process knows."""
+        known = self._blocked.get(number)
+        if known is None:
+            if not blocked:
+                return  # nothing written here for this number: nothing to take back
+            known = self._read_blocked(number)
+        if (caller in known) == blocked:
+            self._blocked[number] = known
+            return
+        current = self._read_blocked(number)  # another process may have written since
+        self._write_blocked(number, current | {caller} if blocked else current - {caller})
+
+    def is_blocked(self, number: str, caller: str | None) -> bool:
+        """On the outage path: whether `caller` was blocked at `number` when last known."""
+        return bool(caller) and caller in self._read_blocked(number)
+
+    def rebuild_blocked(self, blocked: Mapping[str, frozenset[str]]) -> int:
+        """Make the blocked lists say what the database said; returns how many changed."""
+        changed = 0
+        for number, callers in blocked.items():
+            if self._read_blocked(number) != callers and self._write_blocked(number, callers):
+                changed += 1
+        known = {self._blocked_path(number).name for number in blocked}
+        try:
+            stale = [p for p in (self._directory / "blocked").glob("*.json") if p.name not in known]
+        except OSError:
+            stale = []
+        for path in stale:
+            try:
+                path.unlink()
+                changed += 1
+            except OSError:
+                continue
+        self._blocked.clear()
+        return changed

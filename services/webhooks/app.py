@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from moked import callbacks, metrics
+from moked import callbacks, callers, metrics
 from moked.answers import CallAnswer, LastKnownAnswers, answer_for, default_answer, playable
 from moked.db.models import Business
 from moked.db.session import (
@@ -147,7 +147,10 @@ def _enqueue(recording_sid: str) -> None:
 def _incoming_call(event: InboundEvent) -> Response:
     settings = _settings()
     to_number = event.flat.get("To", "")
+    caller = callers.caller_number(event.flat.get("From"))
     effects, answer = _store(event)
+    if caller is not None and effects is not None and effects.business_id is not None:
+        _last_known().remember_blocked(to_number, caller, effects.blocked)
     if effects is not None and effects.blocked:
         # A blocked caller: stored as blocked, rejected (busy), never greeted, recorded or
         # alerted about; its business's greeting is neither remembered nor recalled here.
@@ -155,6 +158,8 @@ def _incoming_call(event: InboundEvent) -> Response:
         return _xml(twiml.reject())
     if answer is not None:
         _last_known().remember(to_number, answer)
+    elif _last_known().is_blocked(to_number, caller):
+        return _xml(twiml.reject())  # Postgres is down; the caller was blocked when last known
     else:
         remembered = _last_known().recall(to_number)
         answer = playable(settings, remembered) if remembered else default_answer(settings)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from moked import metrics
-from moked.answers import LastKnownAnswers, current_answers
+from moked.answers import LastKnownAnswers, current_answers, current_blocked
 from moked.db.session import settings_session
 from moked.queue import redis_client
 from moked.reconcile import replay_spool
@@ -93,7 +93,9 @@ def rebuild_answers(settings: Settings, store: LastKnownAnswers) -> int:
     read_at = time.time()
     with settings_session(settings) as session:
         answers = current_answers(session, settings)
+        blocked = current_blocked(session)
     written, removed = store.rebuild(answers, read_at=read_at)
+    store.rebuild_blocked(blocked)
     if written or removed:
         log.info(
             "last-known answers rebuilt: %d number(s), %d written, %d removed",
