@@ -22,18 +22,17 @@ from urllib.parse import unquote, urlsplit
 from moked.mail_sink import sink_address
 from moked.settings import Settings
 from moked.stack.layout import REPO_ROOT as REPO_ROOT
+from moked.stack.layout import SERVICE_ACCOUNT as SERVICE_ACCOUNT
 from moked.stack.layout import StackLayout as StackLayout
-from moked.stack.layout import program_section
+from moked.stack.layout import own_state as own_state
+from moked.stack.layout import program_section, unprivileged
+from moked.stack.layout import running_as_root as running_as_root
 from moked.stack.monitoring import monitoring_programs
 from moked.twilio import rest, twiml
 
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.template"
 SERVICE_LAUNCHER = REPO_ROOT / "scripts" / "run-service"
 POSTGRES_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-# The system user and group of the native stack when it runs as root (scripts/bootstrap
-# makes them; `moked stack up` too if missing). The group is the one shared by whatever
-# writes and reads recordings and logs: the services, and nginx's workers (nobody).
-SERVICE_ACCOUNT = "moked"
 # Callers' voices and the logs: the owner writes, the shared group reads, others nothing;
 # set-gid directories so every new file and directory gets the group.
 PRIVATE_DIR_MODE = 0o2750
@@ -47,10 +46,6 @@ def postgres_bin() -> Path:
         if (candidate / "postgres").exists():
             return candidate
     raise FileNotFoundError("PostgreSQL server binaries not found under /usr/lib/postgresql")
-
-
-def running_as_root() -> bool:
-    return os.geteuid() == 0
 
 
 def ensure_service_account() -> None:
@@ -69,30 +64,6 @@ def ensure_service_account() -> None:
              "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SERVICE_ACCOUNT],
             check=True,
         )  # fmt: skip
-
-
-def unprivileged() -> dict[str, str]:
-    """supervisord keys that run a program as the `moked` user when the stack runs as root;
-    nothing otherwise (it runs as the invoking user). Its files: `own_state`."""
-    return {"user": SERVICE_ACCOUNT} if running_as_root() else {}
-
-
-def own_state(*paths: Path) -> None:
-    """As root: hand these files and directories (recursively) to the `moked` user, whose
-    programs write them; idempotent, so state made by root in earlier versions is fixed."""
-    if not running_as_root():
-        return
-    account = pwd.getpwnam(SERVICE_ACCOUNT)
-    for top in paths:
-        if not top.exists():
-            continue
-        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
-            try:
-                status = path.lstat()
-                if (status.st_uid, status.st_gid) != (account.pw_uid, account.pw_gid):
-                    os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
 
 
 def shared_group() -> int:

@@ -7,6 +7,8 @@ neither of them.
 
 from __future__ import annotations
 
+import os
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +16,38 @@ from urllib.parse import urlsplit
 from moked.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The system user and group of the native stack when it runs as root (scripts/bootstrap
+# makes them; `moked stack up` too if missing). The group is the one shared by whatever
+# writes and reads recordings and logs: the services, and nginx's workers (nobody).
+SERVICE_ACCOUNT = "moked"
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def unprivileged() -> dict[str, str]:
+    """supervisord keys that run a program as the `moked` user when the stack runs as root;
+    nothing otherwise (it runs as the invoking user). Its files: `own_state`."""
+    return {"user": SERVICE_ACCOUNT} if running_as_root() else {}
+
+
+def own_state(*paths: Path) -> None:
+    """As root: hand these files and directories (recursively) to the `moked` user, whose
+    programs write them; idempotent, so state made by root in earlier versions is fixed."""
+    if not running_as_root():
+        return
+    account = pwd.getpwnam(SERVICE_ACCOUNT)
+    for top in paths:
+        if not top.exists():
+            continue
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            try:
+                status = path.lstat()
+                if (status.st_uid, status.st_gid) != (account.pw_uid, account.pw_gid):
+                    os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
 
 
 def is_loopback(host: str | None) -> bool:

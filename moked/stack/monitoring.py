@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import yaml
 
 from moked.settings import Settings, to_env
-from moked.stack.layout import REPO_ROOT, StackLayout, program_section
+from moked.stack.layout import REPO_ROOT, StackLayout, own_state, program_section, unprivileged
 
 MONITORING_DIR = REPO_ROOT / "monitoring"
 PROMETHEUS_CONFIG = MONITORING_DIR / "prometheus" / "prometheus.yml"
@@ -213,9 +213,11 @@ def alertmanager_config(settings: Settings) -> str:
 
 
 def render_alertmanager(layout: StackLayout) -> bool:
-    # 0600: it may hold the SMTP password.
+    # 0600: it may hold the SMTP password; Alertmanager's own user reads it.
     path = alertmanager_dir(layout) / "alertmanager.yml"
-    return _write_if_changed(path, alertmanager_config(layout.settings), mode=0o600)
+    changed = _write_if_changed(path, alertmanager_config(layout.settings), mode=0o600)
+    own_state(path)
+    return changed
 
 
 # --- exporters --------------------------------------------------------------------------
@@ -252,13 +254,30 @@ def redis_exporter_args(layout: StackLayout) -> str:
 
 
 def write_exporter_secrets(layout: StackLayout) -> None:
-    """The exporters' passwords, readable by root only, never on a command line."""
+    """The exporters' passwords, readable by their own user only, never on a command line."""
     _, _, _, password, _ = layout.database
     _write_if_changed(postgres_password_file(layout), unquote(password), mode=0o600)
     redis_password = urlsplit(layout.settings.redis_url).password
     if redis_password:
         passwords = {_redis_address(layout.settings): unquote(redis_password)}
         _write_if_changed(redis_password_file(layout), json.dumps(passwords), mode=0o600)
+    own_state(postgres_password_file(layout), redis_password_file(layout))
+
+
+def prometheus_data(layout: StackLayout) -> Path:
+    return layout.state_dir / "prometheus"
+
+
+def alertmanager_data(layout: StackLayout) -> Path:
+    return layout.state_dir / "alertmanager"
+
+
+def prepare_data_dirs(layout: StackLayout) -> None:
+    """Prometheus's and Alertmanager's storage, their own user's (the stack's, or `moked`
+    when it runs as root): made here, since neither may write the state directory."""
+    for directory in (prometheus_data(layout), alertmanager_data(layout)):
+        directory.mkdir(parents=True, exist_ok=True)
+        own_state(directory)
 
 
 def _environment(values: dict[str, str]) -> str:
@@ -271,8 +290,8 @@ def _environment(values: dict[str, str]) -> str:
 def monitoring_programs(layout: StackLayout) -> list[str]:
     """supervisord programs: the three exporters, Prometheus and Alertmanager (loopback)."""
     settings = layout.settings
-    prometheus_data = layout.state_dir / "prometheus"
-    alertmanager_data = layout.state_dir / "alertmanager"
+    # Root is not needed by any of them: as root, the stack runs them as `moked`.
+    user = unprivileged()
     return [
         program_section(
             "nginx-exporter",
@@ -281,6 +300,7 @@ def monitoring_programs(layout: StackLayout) -> list[str]:
             f" -web.listen-address=127.0.0.1:{settings.nginx_exporter_port}"
             " -nginx.retries=30 -nginx.retry-interval=1s",
             priority=45,
+            extra=user,
         ),
         program_section(
             "postgres-exporter",
@@ -288,7 +308,7 @@ def monitoring_programs(layout: StackLayout) -> list[str]:
             f" --web.listen-address=127.0.0.1:{settings.postgres_exporter_port}"
             " --disable-settings-metrics",
             priority=45,
-            extra={"environment": _environment(postgres_exporter_env(layout))},
+            extra={**user, "environment": _environment(postgres_exporter_env(layout))},
         ),
         program_section(
             "redis-exporter",
@@ -296,26 +316,29 @@ def monitoring_programs(layout: StackLayout) -> list[str]:
             + redis_exporter_args(layout)
             + f" -web.listen-address=127.0.0.1:{settings.redis_exporter_port}",
             priority=45,
+            extra=user,
         ),
         program_section(
             "alertmanager",
             "prometheus-alertmanager"
             f" --config.file={alertmanager_dir(layout) / 'alertmanager.yml'}"
-            f" --storage.path={alertmanager_data}"
+            f" --storage.path={alertmanager_data(layout)}"
             f" --web.listen-address=127.0.0.1:{settings.alertmanager_port}"
             f" --web.external-url=http://127.0.0.1:{settings.alertmanager_port}/"
             # No gossip port: a single Alertmanager, and two stacks must not collide on 9094.
             " --cluster.listen-address=",
             priority=50,
+            extra=user,
         ),
         program_section(
             "prometheus",
             "prometheus"
             f" --config.file={prometheus_dir(layout) / 'prometheus.yml'}"
-            f" --storage.tsdb.path={prometheus_data}"
+            f" --storage.tsdb.path={prometheus_data(layout)}"
             f" --storage.tsdb.retention.time={settings.prometheus_retention}"
             f" --web.listen-address=127.0.0.1:{settings.prometheus_port}"
             f" --web.external-url=http://127.0.0.1:{settings.prometheus_port}/",
             priority=50,
+            extra=user,
         ),
     ]

@@ -236,6 +236,7 @@ def render(layout: StackLayout) -> dict[str, bool]:
         layout.supervisord_conf, supervisord_config(layout, sections)
     )
     monitoring.write_exporter_secrets(layout)
+    monitoring.prepare_data_dirs(layout)
     changed["prometheus"] = monitoring.render_prometheus(layout, sections)
     changed["alertmanager"] = monitoring.render_alertmanager(layout)
     return changed

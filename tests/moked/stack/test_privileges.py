@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import psycopg2
 import pytest
 import redis as redis_lib
+import requests
 
-from moked.stack import config, native
+from moked.stack import config, monitoring, native
 from tests.harness import StackUnderTest
 from tests.helpers import new_recording_sid
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, telephone_mp3
@@ -175,10 +176,39 @@ def _user_of(stack: StackUnderTest, program: str) -> str:
     return ps.stdout.strip()
 
 
+UNPRIVILEGED = (
+    "redis",
+    "prometheus",
+    "alertmanager",
+    "nginx-exporter",
+    "postgres-exporter",
+    "redis-exporter",
+)
+
+
 @as_root
-def test_redis_runs_as_the_unprivileged_user(stack: StackUnderTest) -> None:
-    assert _user_of(stack, "redis") == config.SERVICE_ACCOUNT
+def test_redis_and_monitoring_run_as_the_unprivileged_user(stack: StackUnderTest) -> None:
+    for program in UNPRIVILEGED:
+        assert _user_of(stack, program) == config.SERVICE_ACCOUNT, program
     assert _user_of(stack, "postgres") == "postgres"
-    # What it writes is its own: the append-only files and the config with its password.
-    for path in (stack.layout.redis_dir, stack.layout.redis_conf):
+    # What they write or read is their own: Redis's files and its config (its password),
+    # the time series, the exporters' passwords (0600).
+    layout = stack.layout
+    for path in (
+        layout.redis_dir,
+        layout.redis_conf,
+        monitoring.prometheus_data(layout),
+        monitoring.alertmanager_data(layout),
+        monitoring.postgres_password_file(layout),
+        monitoring.redis_password_file(layout),
+        monitoring.alertmanager_dir(layout) / "alertmanager.yml",
+    ):
         assert path.owner() == config.SERVICE_ACCOUNT, path
+    # Each of them works as that user: Prometheus scrapes the exporters, which answer.
+    for port in (
+        stack.settings.postgres_exporter_port,
+        stack.settings.redis_exporter_port,
+        stack.settings.nginx_exporter_port,
+    ):
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "_up 1" in metrics, port
