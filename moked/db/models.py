@@ -20,7 +20,7 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -86,6 +86,9 @@ class Business(Base):
         String(32), default="sun,mon,tue,wed,thu", server_default="sun,mon,tue,wed,thu"
     )
     """Business hours in the business's time zone (moked.business_hours)."""
+    expected_languages: Mapped[list[str] | None] = mapped_column(ARRAY(String(8)))
+    """Whisper codes its callers may speak besides its own (language detection picks among
+    them); None = EXPECTED_LANGUAGES (migration 0010)."""
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -250,6 +253,15 @@ class Recording(Base):
     """Staff should listen: the transcript came from a model known to be poor at this
     language (Hebrew on Whisper base, migration 0007)."""
     low_confidence_reason: Mapped[str | None] = mapped_column(Text)
+    transcript_segments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    """[{start, end, text, avg_logprob, no_speech_prob, temperature}] in order
+    (moked.transcripts; migration 0010). Always read and written whole, with the transcript:
+    one column, not a table."""
+    detected_language: Mapped[str | None] = mapped_column(String(16))
+    """What Whisper's detector heard among the business's expected languages."""
+    language_probability: Mapped[float | None] = mapped_column()
+    forced_language: Mapped[str | None] = mapped_column(String(16))
+    """The language staff asked the transcript to be redone in (moked.recordings.retry)."""
     audio_seconds: Mapped[float | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     deleted_from_twilio_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
