@@ -479,3 +479,43 @@ def test_attempts_twilio_never_finishes_are_failed_by_the_reconciler(
     assert final_attempt(lost, timeout=0).error
     assert final_attempt(talking, timeout=0).status is CallbackStatus.REQUESTED
     assert final_attempt(fresh, timeout=0).status is CallbackStatus.REQUESTED
+
+
+def test_a_callback_report_answered_by_nginx_replays_to_the_same_attempt(
+    stack: StackUnderTest,
+) -> None:
+    """nginx's fallback log keeps the URL's query: the replay names the attempt, and its
+    event id is the live app's for the same request (logged once)."""
+    from urllib.parse import urlencode
+
+    from moked.intake import InboundEvent
+    from moked.reconcile import parse_fallback_line
+    from moked.twilio import signature
+
+    settings = stack.settings
+    params = {"CallSid": "CA" + "3" * 32, "CallStatus": "ringing", "SequenceNumber": "1"}
+    path, query = Endpoint.CALLBACK_STATUS.path, "attempt=5"
+    url = signature.signed_url(settings.public_base, path, query)
+    signed = signature.sign(settings.twilio_auth_token.get_secret_value(), url, params)
+    now = dt.datetime.now(dt.UTC)
+    line = json.dumps(
+        {
+            "id": "r1",
+            "time": now.isoformat(),
+            "uri": f"{path}?{query}",
+            "signature": signed,
+            "status": "502",
+            "body": urlencode(params),
+        }
+    )
+
+    replayed = parse_fallback_line(line, settings)
+
+    assert replayed is not None and replayed.flat[callbacks.ATTEMPT_PARAM] == "5"
+    live = InboundEvent.signed(
+        Endpoint.CALLBACK_STATUS,
+        callbacks.with_attempt(Endpoint.CALLBACK_STATUS, dict(params), query),
+        signed,
+        received_at=now,
+    )
+    assert replayed.event_id == live.event_id
