@@ -102,6 +102,9 @@ def fallback_twiml(settings: Settings) -> dict[str, str]:
             default, twiml.RecordOptions(), settings.no_message_text
         ),
         "FALLBACK_HANDLE_RECORDING_TWIML": twiml.thanks_and_hangup(settings.thanks_text),
+        # A callback's legs (moked.callbacks): hang up cleanly; the reconciler fails the
+        # attempt Twilio then never finishes.
+        "FALLBACK_HANGUP_TWIML": twiml.hangup(),
     }
     for name, body in answers.items():
         if "$" in body or "'" in body:

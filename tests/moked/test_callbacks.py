@@ -519,3 +519,32 @@ def test_a_callback_report_answered_by_nginx_replays_to_the_same_attempt(
         received_at=now,
     )
     assert replayed.event_id == live.event_id
+
+
+def test_app_down_nginx_hangs_the_staff_leg_up_and_the_report_is_replayed(
+    stack: StackUnderTest, twilio: TwilioClient, make_business
+) -> None:  # type: ignore[no-untyped-def]
+    staff = make_staff(make_business)
+    attempt_id, _ = _new_attempt(twilio, staff)
+    params = {
+        "CallSid": "CA" + secrets.token_hex(16),
+        "CallStatus": "in-progress",
+        "From": staff.number,
+        "To": STAFF_PHONE,
+    }
+    stack.supervisorctl("stop", "webhooks")
+    try:
+        connect = stack.post(Endpoint.CALLBACK_CONNECT.path, params, query=f"attempt={attempt_id}")
+    finally:
+        stack.supervisorctl("start", "webhooks")
+
+    assert connect.status_code == 200 and connect.headers["X-Moked-Fallback"] == "nginx"
+    assert connect.headers["Content-Type"].startswith("text/xml")
+    assert "<Hangup" in connect.text and "<Dial" not in connect.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the reconciler replays nginx's log
+        attempt = final_attempt(attempt_id, timeout=0)
+        if attempt.answered_at is not None:
+            break
+        time.sleep(0.2)
+    assert attempt.call_sid == params["CallSid"] and attempt.status is CallbackStatus.CONNECTING
