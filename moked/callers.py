@@ -153,14 +153,22 @@ def block(
     return caller
 
 
-def unblock(session: Session, business_id: int, number: str) -> Caller:
-    """Let the number through again; its spam flag goes too (staff have judged it)."""
+def unblock(
+    session: Session,
+    business_id: int,
+    number: str,
+    *,
+    user_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> Caller:
+    """Let the number through again; its spam flag goes too (staff have judged it), and
+    only calls after now count towards flagging it again (`blocked_at` says when)."""
     caller = find(session, business_id, _valid_number(number))
     if caller is None:
         raise CallerError(f"{number} has never called and is not blocked")
     caller.blocked = False
-    caller.blocked_at = None
-    caller.blocked_by_id = None
+    caller.blocked_at = now or dt.datetime.now(dt.UTC)
+    caller.blocked_by_id = user_id
     caller.flagged_spam_at = None
     session.flush()
     return caller
@@ -221,33 +229,34 @@ def flag_spam(
 ) -> int:
     """Flag as likely spam every caller that made `calls` or more calls that ended in the
     last `minutes` and left a message on none of them (no recording). Flagged is not
-    blocked: staff decide. One statement over the window's calls (the reconciler's step);
-    returns how many callers it flagged."""
+    blocked: staff decide. Calls before staff last unblocked the caller or said "not spam"
+    (`blocked_at`) do not count again. One statement over the window's calls (the
+    reconciler's step); returns how many callers it flagged."""
     since = now - dt.timedelta(minutes=minutes)
     with_message = exists().where(Recording.call_id == Call.id)
     ended = [status for status in CallStatus if status.is_terminal]
     busy = (
-        select(Call.business_id, Call.from_number)
+        select(Caller.id)
+        .join(
+            Call,
+            (Call.business_id == Caller.business_id) & (Call.from_number == Caller.number),
+        )
         .where(
             call_time() > since,
             call_time() <= now,
-            Call.business_id.is_not(None),
+            call_time() > func.coalesce(Caller.blocked_at, since),
             Call.status.in_(ended),
             Call.blocked.is_(False),
-        )
-        .group_by(Call.business_id, Call.from_number)
-        .having(func.count(Call.id).filter(~with_message) >= calls)
-        .having(func.count(Call.id).filter(with_message) == 0)
-        .subquery()
-    )
-    flagged = session.execute(
-        update(Caller)
-        .where(
-            Caller.business_id == busy.c.business_id,
-            Caller.number == busy.c.from_number,
             Caller.flagged_spam_at.is_(None),
             Caller.blocked.is_(False),
         )
+        .group_by(Caller.id)
+        .having(func.count(Call.id).filter(~with_message) >= calls)
+        .having(func.count(Call.id).filter(with_message) == 0)
+    )
+    flagged = session.execute(
+        update(Caller)
+        .where(Caller.id.in_(busy), Caller.flagged_spam_at.is_(None))
         .values(flagged_spam_at=now)
         .returning(Caller.id)
         .execution_options(synchronize_session=False)
@@ -289,6 +298,6 @@ def to_dict(caller: Caller) -> dict[str, Any]:
     return {
         **describe(caller),
         "business_id": caller.business_id,
-        "blocked_at": _iso(caller.blocked_at),
+        "blocked_at": _iso(caller.blocked_at) if caller.blocked else None,
         "flagged_spam_at": _iso(caller.flagged_spam_at),
     }

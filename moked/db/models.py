@@ -602,6 +602,8 @@ class Caller(Base):
     """What staff call them (optional)."""
     blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When staff last blocked or unblocked the number (and by whom): calls before it do
+    not count towards a spam flag again."""
     blocked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     flagged_spam_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """When the number was flagged as likely spam (many calls, no message); not blocked."""

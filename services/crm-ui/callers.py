@@ -153,7 +153,7 @@ def unblock(call_sid: str) -> WerkzeugResponse:
     call = call_or_404(call_sid, me())
     business_id, number = _number_of(call)
     try:
-        callers.unblock(db(), business_id, number)
+        callers.unblock(db(), business_id, number, user_id=me().id)
     except callers.CallerError:
         db().rollback()
         abort(404)
@@ -199,7 +199,7 @@ def block_listed(caller_id: int) -> WerkzeugResponse:
 @login_required
 def unblock_listed(caller_id: int) -> WerkzeugResponse:
     caller = _caller_or_404(caller_id)
-    callers.unblock(db(), caller.business_id, caller.number)
+    callers.unblock(db(), caller.business_id, caller.number, user_id=me().id)
     db().commit()
     flash(_("Caller unblocked."), "success")
     return _list_back(caller)
