@@ -278,6 +278,16 @@ def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
                         line += f" ({item['provider_status']})"
                     print(f"{'notification':28} {line}")
                 continue
+            if key == "callback":  # the follow-up, then one line per attempt
+                print(f"{'callback':28} {value['status']}")
+                for attempt in value["attempts"]:
+                    line = f"{attempt['at']} {attempt['by'] or '-'} {attempt['status']}"
+                    if attempt["duration_seconds"]:
+                        line += f" {attempt['duration_seconds']} s"
+                    if attempt["manual"]:
+                        line += " (by hand)"
+                    print(f"{'callback attempt':28} {line}")
+                continue
             print(f"{key:28} {value if value is not None else '-'}")
     return 0
 
