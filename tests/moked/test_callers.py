@@ -344,3 +344,25 @@ def test_cli_errors_are_one_line(
     captured = capsys.readouterr()
     assert captured.err == f"moked: {message.format(number=number)}\n"
     assert captured.out == ""
+
+
+def test_call_show_json_gives_the_caller(
+    twilio: TwilioClient,
+    make_business: Callable[..., Business],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    business = make_business()
+    number = a_caller()
+    ring(twilio, business, number)
+    call_sid, _ = ring(twilio, business, number)
+    capsys.readouterr()
+    assert main(["call", "show", call_sid, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["blocked"] is False
+    caller = shown["caller"]
+    assert (caller["number"], caller["calls"], caller["name"], caller["blocked"]) == (
+        number,
+        2,
+        None,
+        False,
+    )
