@@ -576,13 +576,13 @@ class TwilioApiSimulator:
         with self._lock:
             self._calls[call.sid] = call
         log.info("call %s to %s from %s (TwiML: %s)", call.sid, to, from_, url)
+        response = jsonify(call.resource())  # as accepted: queued, before any leg moves
+        response.status_code = 201
         thread = threading.Thread(
             target=self._play_call, args=(call,), name=f"call-{call.sid}", daemon=True
         )
         self._callback_threads = [t for t in self._callback_threads if t.is_alive()] + [thread]
         thread.start()
-        response = jsonify(call.resource())
-        response.status_code = 201
         return response
 
     def _signed_post(self, url: str, params: dict[str, str]) -> requests.Response:
