@@ -278,6 +278,12 @@ def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
                         line += f" ({item['provider_status']})"
                     print(f"{'notification':28} {line}")
                 continue
+            if key == "caller" and value is not None:  # one line, not a dict's repr
+                name = f" {value['name']!r}" if value["name"] else ""
+                blocked = " blocked" if value["blocked"] else ""
+                line = f"{value['number']}{name} {value['calls']} call(s) since"
+                print(f"{'caller':28} {line} {value['first_seen']}{blocked}")
+                continue
             if key == "callback":  # the follow-up, then one line per attempt
                 print(f"{'callback':28} {value['status']}")
                 for attempt in value["attempts"]:

@@ -366,3 +366,18 @@ def test_call_show_json_gives_the_caller(
         None,
         False,
     )
+
+
+def test_call_show_prints_the_caller_on_one_line(
+    twilio: TwilioClient,
+    make_business: Callable[..., Business],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    business = make_business()
+    number = a_caller()
+    call_sid, _ = ring(twilio, business, number)
+    block(business, number)
+    capsys.readouterr()
+    assert main(["call", "show", call_sid]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("caller ")]
+    assert f"{number} 1 call(s) since " in line and line.endswith(" blocked")
