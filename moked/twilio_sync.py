@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 LOOKBACK = dt.timedelta(hours=24)
 """Completed calls older than this are not asked about again."""
 CALLS_PER_PASS = 25
+CANDIDATES_PER_CALL = 8
+"""Calls read from Postgres per call asked of Twilio: room for the checked ones."""
 CHECKED_KEY = "moked:reconcile:twilio-checked:{}"
 """Set once Twilio said all it will say about a call (kept for LOOKBACK)."""
 FINAL_REMOTE = frozenset({"completed", "absent", "failed", "deleted"})
@@ -121,11 +123,16 @@ def recover_recordings(settings: Settings, redis: Redis) -> int:
     backoff = _backoff_for(settings)
     if not rest.rest_enabled(settings) or not backoff.ready():
         return 0
-    call_sids = [
-        sid
-        for sid in calls_missing_recordings(settings)
-        if not redis.exists(CHECKED_KEY.format(sid))
-    ]
+    # Calls already checked are left out before the pass's limit is applied, not after:
+    # otherwise the newest checked calls (every missed call is one) would fill each pass
+    # and starve an older call whose recording Twilio still holds.
+    candidates = calls_missing_recordings(settings, limit=CALLS_PER_PASS * CANDIDATES_PER_CALL)
+    with redis.pipeline(transaction=False) as pipe:
+        for sid in candidates:
+            pipe.exists(CHECKED_KEY.format(sid))
+        checked = pipe.execute()
+    call_sids = [sid for sid, seen in zip(candidates, checked, strict=True) if not seen]
+    call_sids = call_sids[:CALLS_PER_PASS]
     if not call_sids:
         return 0
     client = rest.make_client(settings)

@@ -21,10 +21,13 @@ from tests.services.transcriber.conftest import leave_voicemail, recording, wait
 from tests.services.transcriber.doubles import TwilioDouble
 
 
-def _completed_call(stack: StackUnderTest, to: str, minutes_ago: int = 2) -> str:
-    """A call that rang and ended; its recording callbacks never arrive."""
+def _completed_call(stack: StackUnderTest, to: str, extra_seconds: int = 5) -> str:
+    """A call that rang and ended just past the reconciler's grace; its recording callbacks
+    never arrive. Recent, so it is among the newest calls the recovery looks at whatever
+    other tests left behind."""
     call_sid = new_call_sid()
-    ended = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes_ago)
+    grace = stack.settings.reconcile_stale_after_seconds
+    ended = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=grace + extra_seconds)
     assert stack.post("/webhook/incoming_call", call_params(call_sid, to)).status_code == 200
     status = stack.post(
         "/webhook/call_status",
@@ -68,6 +71,24 @@ def test_recording_whose_callback_never_came_is_found_through_twilios_api(
     assert len(asked) == 1
     assert twilio_sync.recover_recordings(settings, redis) == 0
     assert len([s for s in twilio_api.seen if call_sid in s.path]) == 1
+
+
+def test_calls_already_checked_do_not_starve_an_older_one(
+    stack: StackUnderTest, twilio_api: TwilioDouble, english_business
+):
+    settings = stack.settings.model_copy(update={"twilio_api_base": twilio_api.base})
+    redis = redis_client(settings.redis_url)
+    to = english_business.numbers[0].e164
+    older = _completed_call(stack, to, extra_seconds=60)
+    # More newer calls than one pass asks about, all checked already (missed calls are).
+    for _ in range(twilio_sync.CALLS_PER_PASS + 5):
+        redis.set(twilio_sync.CHECKED_KEY.format(_completed_call(stack, to)), "1", ex=600)
+    recording_sid = new_recording_sid()
+    twilio_api.publish(recording_sid, telephone_mp3(VOICEMAIL_TEXT))
+    twilio_api.call_recordings[older] = [twilio_api.recording_resource(older, recording_sid)]
+
+    assert twilio_sync.recover_recordings(settings, redis) == 1
+    assert wait_for(recording_sid).processing_status.value == "ready"
 
 
 def test_twilio_answering_an_error_to_a_listing_is_deferred_not_fatal(
