@@ -36,6 +36,9 @@ class BusinessSpec:
     """None: a new business speaks DEFAULT_LANGUAGE, an existing one keeps its own."""
     timezone: str | None = None
     """None: a new business is in DEFAULT_TIMEZONE, an existing one keeps its own."""
+    expected_languages: tuple[str, ...] | None = None
+    """Whisper codes its callers may speak (language detection picks among them, its own
+    language always included); None: left as it is; empty: EXPECTED_LANGUAGES again."""
 
 
 @functools.cache
@@ -49,6 +52,15 @@ def check_language(language: str) -> str:
         known = ", ".join(sorted(SAY_LANGUAGES))
         raise BusinessError(f"language {language[:40]!r} is not one of {known}")
     return language
+
+
+def check_expected_languages(raw: str) -> tuple[str, ...]:
+    """ "he,en" as ("he", "en"); "" as () (back to EXPECTED_LANGUAGES)."""
+    codes = tuple(dict.fromkeys(c.strip().lower() for c in raw.split(",") if c.strip()))
+    for code in codes:
+        if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
+            raise BusinessError(f"{code[:20]!r} is not a Whisper language code such as he or en")
+    return codes
 
 
 def check_timezone(timezone: str) -> str:
@@ -122,6 +134,8 @@ def upsert_business(session: Session, spec: BusinessSpec, greetings_dir: Path) -
         business.language = language
     if timezone is not None:
         business.timezone = timezone
+    if spec.expected_languages is not None:
+        business.expected_languages = list(spec.expected_languages) or None
     if spec.greeting_text is not None:
         business.greeting_text = spec.greeting_text
     for raw in spec.numbers:
@@ -138,6 +152,7 @@ def describe(business: Business) -> dict[str, Any]:
         "name": business.name,
         "language": business.language,
         "timezone": business.timezone,
+        "expected_languages": business.expected_languages,
         "numbers": [n.e164 for n in business.numbers],
         "greeting_file": business.greeting_file,
         "greeting_text": business.greeting_text,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
-from moked import callbacks, callers
+from moked import callbacks, callers, transcripts
 from moked.db.models import Call, CallbackAttempt, CallTag, NotificationDelivery
 from moked.recordings import main_recording
 
@@ -67,6 +67,12 @@ def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
         "transcript": recording.transcript if recording else None,
         "transcript_language": recording.transcript_language if recording else None,
         "transcript_low_confidence": recording.low_confidence_reason if recording else None,
+        "transcript_segments": transcripts.public(recording.transcript_segments)
+        if recording
+        else [],
+        "transcript_detected_language": recording.detected_language if recording else None,
+        "transcript_language_probability": recording.language_probability if recording else None,
+        "transcript_forced_language": recording.forced_language if recording else None,
         "transcription_error": recording.error if recording else None,
         "tags": [call_tag.tag.name for call_tag in call.call_tags],
         "handled": call.handled_at is not None,

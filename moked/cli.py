@@ -172,7 +172,12 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_business_add(args: argparse.Namespace, settings: Settings) -> int:
-    from moked.businesses import BusinessSpec, describe, upsert_business
+    from moked.businesses import (
+        BusinessSpec,
+        check_expected_languages,
+        describe,
+        upsert_business,
+    )
     from moked.db.session import session_scope
     from moked.greetings import MAX_GREETING_BYTES, prune_versions
 
@@ -191,6 +196,11 @@ def cmd_business_add(args: argparse.Namespace, settings: Settings) -> int:
         greeting_text=args.greeting_text,
         language=args.language,
         timezone=args.timezone,
+        expected_languages=(
+            check_expected_languages(args.expected_languages)
+            if args.expected_languages is not None
+            else None
+        ),
     )
     with session_scope() as session:
         business = upsert_business(session, spec, settings.greetings_dir)
@@ -415,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--language", help="a <Say> language, he-IL when new; omitted: left as it is")
     add.add_argument(
         "--timezone", help="an IANA zone, Asia/Jerusalem when new; omitted: left as it is"
+    )
+    add.add_argument(
+        "--expected-languages",
+        metavar="he,en",
+        help="languages callers may speak (language detection picks among them);"
+        ' omitted: left as it is; "": EXPECTED_LANGUAGES',
     )
     add.set_defaults(handler=cmd_business_add)
     business.add_parser("list", help="list businesses").set_defaults(handler=cmd_business_list)

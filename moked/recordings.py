@@ -7,10 +7,10 @@ transaction, so two callbacks, two jobs or a job and a retry never interleave.
     awaiting_media ──Twilio: completed──▶ awaiting_transcription ◀──────────────┐
         │                                   │ claim                           │ fail (transient)
         │ Twilio: absent / failed           ▼                                 │ retry (staff:
-        ▼                                 downloading ──▶ transcribing ───────┤   failed, empty)
-    absent | failed                             │               │ finish      │
-                                                └─ fail ─▶ failed ◀─ fail ────┘
-                                                                ▼
+        ▼                                 downloading ──▶ transcribing ───────┤   failed, empty;
+    absent | failed                             │               │ finish      │   ready too, in
+                                                └─ fail ─▶ failed ◀─ fail ────┘   a language
+                                                                ▼                 staff chose)
                                                           ready | empty
 
 - A change that arrives for a recording already final (a duplicate callback, a job that
@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from moked.db.models import Recording
 from moked.queue import enqueue_transcription
 from moked.statuses import ProcessingStatus, RecordingStatus
+from moked.transcripts import Segment
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ WAITING_FOR_TRANSCRIPT = frozenset({S.AWAITING_TRANSCRIPTION, S.DOWNLOADING, S.T
 and the reconciler queues again when its job is gone."""
 RETRYABLE = frozenset({S.FAILED, S.EMPTY})
 """What staff (CRM) and operators (`moked recording retry`) may send back to be transcribed."""
+RETRYABLE_IN_A_LANGUAGE = RETRYABLE | {S.READY}
+"""A transcript in the wrong language is redone when staff name the right one."""
 
 TRANSITIONS: dict[ProcessingStatus, frozenset[ProcessingStatus]] = {
     S.AWAITING_MEDIA: frozenset({S.AWAITING_TRANSCRIPTION, S.ABSENT, S.FAILED}),
@@ -55,7 +58,7 @@ TRANSITIONS: dict[ProcessingStatus, frozenset[ProcessingStatus]] = {
     S.TRANSCRIBING: frozenset(
         {S.DOWNLOADING, S.READY, S.EMPTY, S.AWAITING_TRANSCRIPTION, S.FAILED}
     ),
-    S.READY: frozenset(),
+    S.READY: frozenset({S.AWAITING_TRANSCRIPTION}),  # only `retry` with a language
     S.EMPTY: frozenset({S.AWAITING_TRANSCRIPTION}),
     S.FAILED: frozenset({S.AWAITING_TRANSCRIPTION}),
     S.ABSENT: frozenset(),
@@ -201,6 +204,11 @@ class Transcript:
     audio_seconds: float | None = None
     low_confidence: str | None = None
     """Why staff should listen rather than trust the text (e.g. Hebrew on Whisper base)."""
+    segments: tuple[Segment, ...] = ()
+    """Timed segments in order (`moked.transcripts`); empty when the backend gave none."""
+    detected_language: str | None = None
+    """What the language detector heard (None: not run, e.g. one expected language)."""
+    language_probability: float | None = None
 
 
 def finish(session: Session, recording_sid: str, transcript: Transcript) -> ProcessingStatus | None:
@@ -221,6 +229,9 @@ def finish(session: Session, recording_sid: str, transcript: Transcript) -> Proc
     recording.model = transcript.model
     recording.low_confidence = transcript.low_confidence is not None
     recording.low_confidence_reason = transcript.low_confidence
+    recording.transcript_segments = [segment.to_dict() for segment in transcript.segments]
+    recording.detected_language = transcript.detected_language
+    recording.language_probability = transcript.language_probability
     if transcript.audio_seconds is not None:
         recording.audio_seconds = transcript.audio_seconds
     recording.error = None
@@ -252,20 +263,35 @@ def fail(
 # --- staff, operators and the reconciler --------------------------------------------------
 
 
-def retry(session: Session, recording_sid: str) -> Recording:
+def check_language(language: str) -> str:
+    """A Whisper language code (he, en, ar); raises RetryRefused otherwise."""
+    code = language.strip().lower()
+    if not (2 <= len(code) <= 3 and code.isascii() and code.isalpha()):
+        raise RetryRefused(f"{language[:20]!r} is not a language code such as he or en")
+    return code
+
+
+def retry(session: Session, recording_sid: str, language: str | None = None) -> Recording:
     """Send a failed or empty recording back to be transcribed, with a fresh attempt
-    budget. Raises RetryRefused (with the reason) when it cannot be."""
+    budget; with `language`, any finished transcript, in that language (kept on the row as
+    `forced_language`, so every later attempt uses it). Raises RetryRefused (with the
+    reason) when it cannot be."""
+    forced = check_language(language) if language is not None else None
     recording = lock(session, recording_sid)
     if recording is None:
         raise RetryRefused(f"no recording {recording_sid}")
-    if recording.processing_status not in RETRYABLE:
+    allowed = RETRYABLE if forced is None else RETRYABLE_IN_A_LANGUAGE
+    if recording.processing_status not in allowed:
         raise RetryRefused(
             f"{recording_sid} is {recording.processing_status.value}; only failed or empty"
             " recordings are transcribed again"
+            + ("" if forced is None else ", or ready ones in another language")
         )
     if not recording.media_url and not recording.local_path:
         raise RetryRefused(f"{recording_sid} has no media to transcribe")
     _move(recording, S.AWAITING_TRANSCRIPTION)
+    if forced is not None:
+        recording.forced_language = forced
     recording.error = None
     recording.attempts = 0
     recording.queued_at = utcnow()
@@ -274,13 +300,15 @@ def retry(session: Session, recording_sid: str) -> Recording:
     return recording
 
 
-def retry_and_queue(session: Session, redis: Redis, recording_sid: str) -> bool:
+def retry_and_queue(
+    session: Session, redis: Redis, recording_sid: str, language: str | None = None
+) -> bool:
     """`retry`, committed, then queued. The one way the CLI and the CRM transcribe again.
 
     Returns False when Redis is away: the row already waits for a transcript, so the
     reconciler queues it when Redis is back. Raises RetryRefused.
     """
-    retry(session, recording_sid)
+    retry(session, recording_sid, language)
     session.commit()  # before queueing: a fast worker must see the new state
     try:
         enqueue_transcription(redis, recording_sid)
@@ -306,11 +334,13 @@ def is_pending(recording: Recording | None) -> bool:
     return recording is not None and recording.processing_status in PENDING
 
 
-def can_retry(recording: Recording | None) -> bool:
-    """Whether `retry` would accept the recording (the CRM shows the button only then)."""
+def can_retry(recording: Recording | None, in_a_language: bool = False) -> bool:
+    """Whether `retry` would accept the recording (the CRM shows the button only then);
+    `in_a_language`: with a language named (a finished transcript may be redone)."""
+    allowed = RETRYABLE_IN_A_LANGUAGE if in_a_language else RETRYABLE
     return (
         recording is not None
-        and recording.processing_status in RETRYABLE
+        and recording.processing_status in allowed
         and bool(recording.media_url or recording.local_path)
     )
 

@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     hf_endpoint: str = ""
     """A Hugging Face Hub mirror for `moked model pull`; empty = the Hub (huggingface_hub's
     own HF_ENDPOINT, the same variable)."""
+    expected_languages: str = "en,ar,ru"
+    """Whisper codes callers may speak besides the business's own language (comma-
+    separated): the language detector picks among them. A business's own list
+    (`moked business add --expected-languages he,en`) replaces it."""
     whisper_compute_type: str = "int8"
     whisper_threads: int = 0
     """CPU threads for the local model; 0 = one per core."""
@@ -246,6 +250,12 @@ class Settings(BaseSettings):
                 return TranscriberBackend.OPENAI
             return TranscriberBackend.LOCAL
         return self.transcriber_backend
+
+    @property
+    def default_expected_languages(self) -> tuple[str, ...]:
+        """EXPECTED_LANGUAGES as Whisper codes."""
+        codes = (c.strip().lower() for c in self.expected_languages.split(","))
+        return tuple(c for c in codes if c)
 
     @property
     def media_hosts(self) -> frozenset[str]:

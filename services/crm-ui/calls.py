@@ -35,6 +35,7 @@ from crm_ui.db import db
 from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone
+from crm_ui.queries import search_terms
 from moked import followup, recordings
 from moked.accounts import Role, owns
 from moked.db.models import (
@@ -233,6 +234,7 @@ def show(call_sid: str) -> str:
         call=call,
         recording=main_recording(call),
         timeline=timeline(call),
+        terms=search_terms(request.args.get("q", "")[:200]),
         notes=_notes(call),
         vocabulary=_business_tags(call),
         tag_form=TagForm(),
@@ -278,7 +280,11 @@ def live(call_sid: str) -> str:
     """The transcript panel alone; the call page polls it while transcription runs."""
     call = call_or_404(call_sid, me())
     return render_template(
-        "_transcript.html", call=call, recording=main_recording(call), action_form=ActionForm()
+        "_transcript.html",
+        call=call,
+        recording=main_recording(call),
+        action_form=ActionForm(),
+        terms=search_terms(request.args.get("q", "")[:200]),
     )
 
 
@@ -408,15 +414,20 @@ def assign(call_sid: str) -> WerkzeugResponse:
 @bp.post("/calls/<call_sid>/recordings/<recording_sid>/retranscribe")
 @login_required
 def retranscribe(call_sid: str, recording_sid: str) -> WerkzeugResponse:
-    """Transcribe a failed or empty recording again (`moked.recordings.retry_and_queue`)."""
+    """Transcribe a failed or empty recording again, or any finished one in the language
+    staff picked (`moked.recordings.retry_and_queue`)."""
     call = call_or_404(call_sid, me())
     if not any(r.recording_sid == recording_sid for r in call.recordings):
         abort(404)
+    language = (request.form.get("language") or "").strip() or None
     try:
-        queued = recordings.retry_and_queue(db(), _redis(), recording_sid)
+        queued = recordings.retry_and_queue(db(), _redis(), recording_sid, language)
     except recordings.RetryRefused:
         db().rollback()
-        flash(_("Only a failed or empty recording can be transcribed again."), "error")
+        if language is None:
+            flash(_("Only a failed or empty recording can be transcribed again."), "error")
+        else:
+            flash(_("This recording cannot be transcribed again now."), "error")
         return _back(call, "#transcript")
     if queued:
         flash(_("Queued for transcription again."), "success")

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from markupsafe import Markup, escape
 
-from moked import recordings
+from moked import recordings, transcripts
 from moked.db.models import Call, Recording
 from moked.phone import DEFAULT_REGION, display
 from moked.statuses import CallStatus, ProcessingStatus
@@ -186,3 +186,50 @@ def focused_snippet(text: str | None, terms: list[str], length: int = 140) -> st
     start = max(0, min(hits) - length // 3)
     piece = flat[start : start + length]
     return ("…" if start else "") + piece.rstrip() + ("…" if start + length < len(flat) else "")
+
+
+# --- transcripts: segments, language, confidence (issue 15) -------------------------------
+
+LOW_CONFIDENCE_REASONS = {
+    transcripts.REASON_BASE: "Transcribed by a basic model that is weak in this language.",
+    transcripts.REASON_WORDS: "The transcriber was unsure of many words.",
+    transcripts.REASON_NO_SPEECH: "Most of the recording sounds like noise rather than speech.",
+    transcripts.REASON_LANGUAGE: "The spoken language was hard to tell.",
+}
+"""Each known low-confidence reason (moked.transcripts.REASON_*) as staff read it."""
+LOW_CONFIDENCE_OTHER = "The transcript may be wrong."
+LANGUAGE_NAMES = {
+    "he": "Hebrew",
+    "en": "English",
+    "ar": "Arabic",
+    "ru": "Russian",
+    "fr": "French",
+    "es": "Spanish",
+    "am": "Amharic",
+    "uk": "Ukrainian",
+}
+"""The languages staff can ask a transcript to be redone in (and their names)."""
+
+
+def low_confidence_reasons(recording: Recording | None) -> list[str]:
+    """Why to listen rather than read (message ids for `_`); empty when nothing is known."""
+    if recording is None or not recording.low_confidence:
+        return []
+    kinds = transcripts.reason_kinds(recording.low_confidence_reason)
+    reasons = [LOW_CONFIDENCE_REASONS.get(kind, LOW_CONFIDENCE_OTHER) for kind in kinds]
+    return list(dict.fromkeys(reasons)) or [LOW_CONFIDENCE_OTHER]
+
+
+def language_name(code: str | None) -> str:
+    """A message id for `_` (Hebrew, English…); an unknown code as it is."""
+    return LANGUAGE_NAMES.get((code or "")[:2], code or "")
+
+
+def transcript_segments(recording: Recording | None) -> list[transcripts.Segment]:
+    return transcripts.segments_of(recording.transcript_segments if recording else None)
+
+
+def retry_languages(recording: Recording | None) -> list[str]:
+    """The languages the picker offers, the transcript's own first."""
+    first = [recording.transcript_language] if recording and recording.transcript_language else []
+    return list(dict.fromkeys([*first, *LANGUAGE_NAMES]))

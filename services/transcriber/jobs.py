@@ -26,7 +26,7 @@ from rq import get_current_job
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moked import metrics, recordings, twilio_sync
+from moked import metrics, recordings, transcripts, twilio_sync
 from moked.db.models import Business, Call, Recording
 from moked.db.session import settings_session
 from moked.notify.dispatch import alert_soon
@@ -34,7 +34,7 @@ from moked.queue import MAX_ATTEMPTS, redis_client
 from moked.settings import Settings, get_settings
 from moked.statuses import JobOutcome, ProcessingStatus
 from transcriber import media
-from transcriber.backends import get_backend, load_count, whisper_language
+from transcriber.backends import LanguageRequest, get_backend, load_count, whisper_language
 from transcriber.errors import MediaRejected, TranscriptionError
 from transcriber.lease import lease
 
@@ -49,20 +49,24 @@ class Claim:
     media_url: str | None
     local_path: str | None
     size_bytes: int | None
-    language: str
+    language: LanguageRequest
     completed_at: dt.datetime | None
     audio_seconds: float | None
     """Measured when the file was verified (kept across attempts)."""
     attempt: int
 
 
-def _language(session: Session, recording: Recording) -> str:
-    business_language = session.scalar(
-        select(Business.language)
+def _language(session: Session, settings: Settings, recording: Recording) -> LanguageRequest:
+    """The business's language, the ones its callers may speak, and staff's choice."""
+    row = session.execute(
+        select(Business.language, Business.expected_languages)
         .join(Call, Call.business_id == Business.id)
         .where(Call.id == recording.call_id)
-    )
-    return whisper_language(business_language)
+    ).first()
+    own = whisper_language(row.language if row else None)
+    configured = row.expected_languages if row else None
+    expected = transcripts.expected_languages(own, configured, settings.default_expected_languages)
+    return LanguageRequest(business=own, expected=expected, forced=recording.forced_language)
 
 
 def claim(settings: Settings, recording_sid: str) -> Claim:
@@ -74,7 +78,7 @@ def claim(settings: Settings, recording_sid: str) -> Claim:
             media_url=recording.media_url,
             local_path=recording.local_path,
             size_bytes=recording.size_bytes,
-            language=_language(session, recording),
+            language=_language(session, settings, recording),
             completed_at=recording.completed_at,
             audio_seconds=recording.audio_seconds,
             attempt=recording.attempts,
@@ -186,7 +190,7 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         if not transcribing:
             return _skipped(result, "finished by another job", backend_name)
         started, cpu_started = time.monotonic(), _cpu_seconds()
-        transcript = backend.transcribe(audio, claimed.language)
+        transcript = backend.transcribe_call(audio, claimed.language)
         elapsed, cpu = time.monotonic() - started, _cpu_seconds() - cpu_started
     except TranscriptionError as exc:
         final = exc.permanent or _last_attempt(claimed.attempt)
@@ -221,6 +225,9 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
                 model=model,
                 audio_seconds=audio_seconds,
                 low_confidence=transcript.low_confidence,
+                segments=transcript.segments,
+                detected_language=transcript.detected_language,
+                language_probability=transcript.language_probability,
             ),
         )
     if status is None:

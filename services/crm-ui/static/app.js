@@ -105,6 +105,50 @@
     });
   }
 
+  // Transcript segments: a click (or Enter) seeks the player there and plays; while it
+  // plays, the sentence being heard is highlighted. Delegated, so a refreshed panel works.
+  function segmentPlayer() {
+    function player() { return document.getElementById("player"); }
+    function seek(segment) {
+      var audio = player();
+      if (!audio) { return; }
+      audio.currentTime = parseFloat(segment.getAttribute("data-start")) || 0;
+      var playing = audio.play();
+      if (playing && playing.catch) { playing.catch(function () { /* autoplay refused */ }); }
+      follow();
+    }
+    function follow() {
+      var audio = player();
+      var holder = document.getElementById("segments");
+      if (!audio || !holder) { return; }
+      var now = audio.currentTime;
+      holder.querySelectorAll(".segment").forEach(function (segment) {
+        var start = parseFloat(segment.getAttribute("data-start"));
+        var end = parseFloat(segment.getAttribute("data-end"));
+        var current = now >= start && now < end;
+        segment.classList.toggle("is-current", current);
+        if (current) { segment.setAttribute("aria-current", "true"); }
+        else { segment.removeAttribute("aria-current"); }
+      });
+    }
+    document.addEventListener("click", function (event) {
+      var segment = event.target.closest && event.target.closest(".segment");
+      if (segment) { seek(segment); }
+    });
+    document.addEventListener("keydown", function (event) {
+      var segment = event.target.closest && event.target.closest(".segment");
+      if (segment && (event.key === "Enter" || event.key === " ")) {
+        event.preventDefault();
+        seek(segment);
+      }
+    });
+    var audio = player();
+    if (audio) {
+      audio.addEventListener("timeupdate", follow);
+      audio.addEventListener("seeked", follow);
+    }
+  }
+
   // Buttons that need a second thought.
   function confirmations() {
     document.addEventListener("click", function (event) {
@@ -125,5 +169,6 @@
     clickableRows();
     confirmations();
     playbackSpeed();
+    segmentPlayer();
   });
 })();

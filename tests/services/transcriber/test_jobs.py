@@ -27,7 +27,7 @@ from tests.services.transcriber.audio import telephone_mp3
 from tests.services.transcriber.conftest import recording
 from tests.services.transcriber.doubles import TwilioDouble
 from transcriber import jobs
-from transcriber.backends import Transcript
+from transcriber.backends import LanguageRequest, Transcript
 from transcriber.errors import MediaUnavailable
 
 
@@ -44,6 +44,9 @@ class FakeBackend:
     def transcribe(self, audio: Path, language: str) -> Transcript:
         self.heard.append((audio, language))
         return Transcript(self.text, language, 2.5)
+
+    def transcribe_call(self, audio: Path, request: LanguageRequest) -> Transcript:
+        return self.transcribe(audio, request.forced or request.business)
 
     def warm_up(self) -> None:
         pass
