@@ -5,6 +5,8 @@ POST /calls/<CallSid>/callback           Twilio rings the signed-in user's phone
 POST /calls/<CallSid>/callback/log       an attempt made from the user's own phone
 POST /calls/<CallSid>/follow-up          needs_callback | resolved (moked.followup)
 POST /account/phone                      the user's phone (E.164) that callbacks ring
+POST /businesses/<id>/callback-hours     the callback limit and business hours (admins
+                                         and the business's owners; moked.callback_wait)
 
 Every call route is 404 outside the user's businesses (`call_or_404`).
 """
@@ -17,13 +19,13 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from crm_ui.access import call_or_404, login_required, me
+from crm_ui.access import business_or_404, call_or_404, login_required, me
 from crm_ui.db import db
 from crm_ui.forms import ActionForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import phone
-from moked import callbacks, followup
-from moked.accounts import AccountError, set_phone
+from moked import callback_wait, callbacks, followup
+from moked.accounts import AccountError, owns, set_phone
 from moked.db.models import Call, User
 from moked.settings import Settings
 from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus, FollowUp
@@ -212,3 +214,29 @@ def set_account_phone() -> WerkzeugResponse:
     else:
         flash(_("Your phone number was removed."), "info")
     return redirect(url_for("account.show") + "#phone")
+
+
+@bp.post("/businesses/<int:business_id>/callback-hours")
+@login_required
+def business_hours(business_id: int) -> WerkzeugResponse:
+    """How soon the business calls back, and its hours (the CallbacksOverdue alert)."""
+    ActionForm()
+    business = business_or_404(business_id, me())
+    if not me().is_admin and not owns(db(), me().id, business.id):
+        abort(403)
+    limit = (request.form.get("limit") or "").strip()
+    try:
+        callback_wait.set_hours(
+            db(),
+            business,
+            hours=request.form.get("hours", ""),
+            days=request.form.get("days", ""),
+            limit_minutes=int(limit) if limit.isdigit() else 0,
+        )
+    except callback_wait.HoursError:
+        db().rollback()
+        flash(_("Use minutes, hours such as 08:00-18:00 and days such as sun-thu."), "error")
+    else:
+        db().commit()
+        flash(_("Callback settings saved."), "success")
+    return redirect(url_for("businesses.show", business_id=business.id) + "#callbacks")

@@ -429,4 +429,12 @@ HEBREW: dict[str, str] = {
     "Caller unblocked.": "החסימה בוטלה.",
     "Blocked numbers are rejected (they hear busy), leave no message and alert nobody. Numbers that call again and again without leaving a message are flagged as likely spam; they still get through until blocked.": "שיחות ממספרים חסומים נדחות (המתקשר שומע צליל תפוס), לא נשארת הודעה ואף אחד לא מקבל התראה. מספרים שמתקשרים שוב ושוב בלי להשאיר הודעה מסומנים כספאם אפשרי; הם עדיין עוברים עד שחוסמים אותם.",
     "Call back {number}": "חזרה אל {number}",
+    "Callbacks": "חזרה למתקשרים",
+    "A voicemail waiting longer than this for a callback that reaches the caller, counted in business hours, is overdue (the team is alerted).": "הודעה קולית שממתינה יותר מזה לחזרה שמשיגה את המתקשר, בשעות הפעילות, נחשבת באיחור (הצוות מקבל התראה).",
+    "Call back within (minutes)": "לחזור תוך (דקות)",
+    "Business hours": "שעות פעילות",
+    "Working days": "ימי פעילות",
+    "For example sun-thu, or sun,mon,tue,wed,thu.": "למשל sun-thu, או sun,mon,tue,wed,thu.",
+    "Use minutes, hours such as 08:00-18:00 and days such as sun-thu.": "הזינו דקות, שעות כמו 08:00-18:00 וימים כמו sun-thu.",
+    "Callback settings saved.": "הגדרות החזרה נשמרו.",
 }

@@ -3,10 +3,12 @@ card, logging an attempt by hand, the follow-up, and other tenants' calls (404).
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import select
 
-from moked.db.models import Call, CallbackAttempt, User
+from moked.db.models import Business, Call, CallbackAttempt, User
 from moked.db.session import session_scope
 from moked.statuses import CallbackStatus, FollowUp
 from tests.harness import StackUnderTest
@@ -135,3 +137,30 @@ def test_missed_calls_are_kept_apart_from_voicemails(
     assert voicemail.call_sid in voicemail_tab and missed not in voicemail_tab
     assert 'aria-current="page"' in missed_tab
     assert f"/calls/{missed}/callback" in missed_tab  # "Call back" on the open call's row
+
+
+def test_admins_and_owners_set_the_callback_limit_and_hours(
+    stack: StackUnderTest, tenants: tuple[Tenant, Tenant], admin_email: str, client: Client
+) -> None:
+    a, b = tenants
+    path = f"/businesses/{a.business.id}/callback-hours"
+    form = {"limit": "90", "hours": "09:00-17:00", "days": "sun-thu"}
+    assert client.login(a.staff_email).status_code == 302
+    token = client.csrf(f"/businesses/{a.business.id}")
+    assert client.post(path, {"csrf_token": token, **form}).status_code == 403  # a member
+    other = client.post(f"/businesses/{b.business.id}/callback-hours", {"csrf_token": token})
+    assert other.status_code == 404
+
+    admin = Client(stack)
+    assert admin.login(admin_email).status_code == 302
+    token = admin.csrf(f"/businesses/{a.business.id}")
+    bad = admin.post(path, {"csrf_token": token, **form, "hours": "17:00-09:00"})
+    assert bad.status_code == 302
+    assert admin.post(path, {"csrf_token": token, **form}).status_code == 302
+    with session_scope() as session:
+        business = session.get(Business, a.business.id)
+        assert business is not None
+        assert business.callback_limit_minutes == 90
+        assert (business.hours_start, business.hours_end) == (dt.time(9), dt.time(17))
+        assert business.work_days == "sun,mon,tue,wed,thu"
+    assert 'value="09:00-17:00"' in admin.get(f"/businesses/{a.business.id}").text
