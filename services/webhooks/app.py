@@ -33,7 +33,7 @@ from moked.intake import Effects, InboundEvent, RawParams, apply_event, apply_ne
 from moked.queue import enqueue_transcription, redis_client
 from moked.settings import Settings, get_settings
 from moked.spool import Spool
-from moked.statuses import Endpoint
+from moked.statuses import CALLBACK_OUTCOMES, Endpoint
 from moked.twilio import debugger, signature, twiml
 
 log = logging.getLogger(__name__)
@@ -390,3 +390,5 @@ def _initialise_metrics() -> None:
         metrics.WEBHOOK_EVENTS_SPOOLED.labels(endpoint.value)
         if endpoint.answers_twiml:
             metrics.WEBHOOK_NON_TWIML.labels(endpoint.value)
+    for outcome in CALLBACK_OUTCOMES:  # callbacks end here, on Twilio's reports
+        metrics.CALLBACKS.labels(outcome.value)
