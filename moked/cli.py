@@ -288,6 +288,11 @@ def cmd_call_show(args: argparse.Namespace, settings: Settings) -> int:
                         line += f" ({item['provider_status']})"
                     print(f"{'notification':28} {line}")
                 continue
+            if key == "transcript_segments":  # one line per timed sentence
+                for segment in value:
+                    at = f"{segment['start']:.1f}-{segment['end']:.1f} s"
+                    print(f"{'segment':28} {at:>13}  {segment['text']}")
+                continue
             if key == "caller" and value is not None:  # one line, not a dict's repr
                 name = f" {value['name']!r}" if value["name"] else ""
                 blocked = " blocked" if value["blocked"] else ""
@@ -365,7 +370,9 @@ def cmd_recording_retry(args: argparse.Namespace, settings: Settings) -> int:
 
     sid = args.recording_sid
     with session_scope() as session:
-        queued = recordings.retry_and_queue(session, redis_client(settings.redis_url), sid)
+        queued = recordings.retry_and_queue(
+            session, redis_client(settings.redis_url), sid, args.language
+        )
     if queued:
         print(f"{sid} queued again")
     else:
@@ -492,6 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
         "retry", help="transcribe a failed or empty recording again (after fixing the cause)"
     )
     retry.add_argument("recording_sid")
+    retry.add_argument(
+        "--language",
+        metavar="CODE",
+        help="in this language (he, en, ar…): also redoes a ready transcript, no detection",
+    )
     retry.set_defaults(handler=cmd_recording_retry)
 
     reconcile = commands.add_parser("reconcile", help="replay and re-queue what was left")
