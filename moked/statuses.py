@@ -318,3 +318,20 @@ class FollowUp(enum.StrEnum):
     @property
     def is_open(self) -> bool:
         return self is not FollowUp.RESOLVED
+
+
+class Intent(enum.StrEnum):
+    """What a caller wants, as the summary backend reads the transcript (recordings.intent;
+    SUMMARY_BACKEND, issue 15)."""
+
+    CALLBACK_REQUEST = "callback_request"
+    ORDER = "order"
+    COMPLAINT = "complaint"
+    QUESTION = "question"
+    SPAM = "spam"
+    OTHER = "other"
+
+
+class SummaryBackend(enum.StrEnum):
+    OFF = "off"
+    OPENAI = "openai"

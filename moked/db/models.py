@@ -262,6 +262,11 @@ class Recording(Base):
     language_probability: Mapped[float | None] = mapped_column()
     forced_language: Mapped[str | None] = mapped_column(String(16))
     """The language staff asked the transcript to be redone in (moked.recordings.retry)."""
+    summary: Mapped[str | None] = mapped_column(Text)
+    """One short summary in the business's language (SUMMARY_BACKEND; migration 0011)."""
+    intent: Mapped[str | None] = mapped_column(String(32))
+    """What the caller wants (moked.statuses.Intent), read with the summary."""
+    summary_model: Mapped[str | None] = mapped_column(String(200))
     audio_seconds: Mapped[float | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     deleted_from_twilio_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
