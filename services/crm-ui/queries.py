@@ -236,9 +236,9 @@ def filtered_calls(filters: CallFilters, user: CurrentUser) -> Select[Call]:
         )
         if filters.kind == "voicemail":
             query = query.where(left_message)
-        else:  # missed: over, and nothing recorded
+        else:  # missed: over, and nothing recorded (a blocked caller's call was rejected)
             ended = [s for s in CallStatus if s.is_terminal]
-            query = query.where(~left_message, Call.status.in_(ended))
+            query = query.where(~left_message, Call.status.in_(ended), Call.blocked.is_(False))
     if filters.follow_up is not None:
         query = query.where(Call.follow_up == filters.follow_up)
     if filters.assignee == "me":

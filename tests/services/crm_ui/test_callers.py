@@ -162,3 +162,26 @@ def test_another_business_s_callers_are_404(
     assert client.get(f"/businesses/{mine.business.id}/callers").status_code == 200
     with session_scope() as session:
         assert callers.find(session, mine.business.id, number) is not None
+
+
+def test_a_blocked_caller_s_call_is_not_a_missed_call(
+    stack: StackUnderTest, tenants: tuple[Tenant, Tenant], client: Client
+) -> None:
+    tenant = tenants[0]
+    blocked, allowed = a_caller(), a_caller()
+    with session_scope() as session:
+        callers.block(session, tenant.business.id, blocked)
+    sids = {}
+    for number in (blocked, allowed):
+        sid = new_call_sid()
+        params = call_params(sid, tenant.number, From=number, Caller=number)
+        assert stack.post("/webhook/incoming_call", params).status_code == 200
+        ended = {**params, "CallStatus": "busy", "CallDuration": "0", "SequenceNumber": "2"}
+        assert stack.post("/webhook/call_status", ended).status_code == 200
+        sids[number] = sid
+    assert client.login(tenant.staff_email).status_code == 302
+    missed = client.get(f"/?kind=missed&business={tenant.business.id}&per_page=100").text
+    assert f'data-call-sid="{sids[allowed]}"' in missed
+    assert f'data-call-sid="{sids[blocked]}"' not in missed
+    everything = client.get(f"/?business={tenant.business.id}&per_page=100").text
+    assert f'data-call-sid="{sids[blocked]}"' in everything and "blocked-badge" in everything
