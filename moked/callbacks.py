@@ -175,6 +175,16 @@ def request(session: Session, call: Call, user: User, now: dt.datetime | None = 
     caller_id = _caller_id(session, call)
     if caller_id is None:
         raise CallbackRefused("the call's business has no number to call from")
+    now = now or utcnow()
+    going_on = session.scalar(
+        select(CallbackAttempt.id).where(
+            CallbackAttempt.call_id == call.id,
+            CallbackAttempt.status.in_((C.REQUESTED, C.RINGING, C.CONNECTING)),
+            CallbackAttempt.started_at > now - STALE_AFTER,
+        )
+    )
+    if going_on is not None:  # a double click, or a colleague already calling
+        raise CallbackRefused("a callback on this call is already under way")
     attempt = CallbackAttempt(
         call_id=call.id,
         user_id=user.id,
@@ -182,7 +192,7 @@ def request(session: Session, call: Call, user: User, now: dt.datetime | None = 
         status=C.REQUESTED,
         staff_number=user.phone,
         caller_id=caller_id,
-        started_at=now or utcnow(),
+        started_at=now,
     )
     session.add(attempt)
     session.flush()

@@ -548,3 +548,24 @@ def test_app_down_nginx_hangs_the_staff_leg_up_and_the_report_is_replayed(
             break
         time.sleep(0.2)
     assert attempt.call_sid == params["CallSid"] and attempt.status is CallbackStatus.CONNECTING
+
+
+def test_a_second_callback_while_one_is_under_way_is_refused(
+    api_app: Flask, sim: TwilioApiSimulator, twilio: TwilioClient, make_business
+) -> None:  # type: ignore[no-untyped-def]
+    """A double click, or a colleague calling at the same time, rings nobody twice."""
+    staff = make_staff(make_business)
+    attempt_id, call_id = _new_attempt(twilio, staff)  # requested, Twilio not heard from
+    with session_scope() as session:
+        call = session.get(Call, call_id)
+        assert call is not None
+        call_sid = call.call_sid
+    placed_before = len(sim.calls())
+
+    again = api_app.test_client().post(
+        f"/api/v1/calls/{call_sid}/callback", headers={"Authorization": f"Bearer {staff.token}"}
+    )
+
+    assert again.status_code == 422 and "under way" in again.get_json()["message"]
+    assert len(sim.calls()) == placed_before
+    assert final_attempt(attempt_id, timeout=0).status is CallbackStatus.REQUESTED
