@@ -185,3 +185,13 @@ def test_a_blocked_caller_s_call_is_not_a_missed_call(
     assert f'data-call-sid="{sids[blocked]}"' not in missed
     everything = client.get(f"/?business={tenant.business.id}&per_page=100").text
     assert f'data-call-sid="{sids[blocked]}"' in everything and "blocked-badge" in everything
+
+
+def test_the_business_page_links_to_its_blocked_callers(
+    tenants: tuple[Tenant, Tenant], client: Client, admin_email: str
+) -> None:
+    business = tenants[1].business
+    assert client.login(admin_email).status_code == 302
+    page = client.get(f"/businesses/{business.id}").text
+    assert f'href="/businesses/{business.id}/callers" id="callers-link"' in page
+    assert client.get(f"/businesses/{business.id}/callers").status_code == 200  # admins: all
