@@ -17,6 +17,9 @@ DEMO_GREETING_TEXT = "שלום, הגעתם לעסק לדוגמה. אנא השא�
 DEMO_ADMIN_EMAIL = "admin@moked.local"
 DEMO_ADMIN_FILE = "demo-admin.txt"
 """Under STATE_DIR (mode 0600): the demo admin's generated login, so `make up` shows it again."""
+DEMO_ADMIN_PHONE = "+972545550199"
+"""The demo admin's phone: in development the simulator rings it (and it answers) when
+they call a caller back from the CRM."""
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -145,7 +148,13 @@ def seed_demo_admin(settings: Settings) -> list[str]:
     with session_scope() as session:
         user = find_user(session, DEMO_ADMIN_EMAIL)
         if user is None:
-            created = add_user(session, DEMO_ADMIN_EMAIL, role=Role.ADMIN, business=DEMO_BUSINESS)
+            created = add_user(
+                session,
+                DEMO_ADMIN_EMAIL,
+                role=Role.ADMIN,
+                business=DEMO_BUSINESS,
+                phone=DEMO_ADMIN_PHONE,
+            )
             assert created.password is not None
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"{DEMO_ADMIN_EMAIL}\n{created.password}\n", encoding="utf-8")
