@@ -73,6 +73,8 @@ def describe_call(call: Call, recordings_dir: Path) -> dict[str, Any]:
         "transcript_detected_language": recording.detected_language if recording else None,
         "transcript_language_probability": recording.language_probability if recording else None,
         "transcript_forced_language": recording.forced_language if recording else None,
+        "summary": recording.summary if recording else None,
+        "intent": recording.intent if recording else None,
         "transcription_error": recording.error if recording else None,
         "tags": [call_tag.tag.name for call_tag in call.call_tags],
         "handled": call.handled_at is not None,

@@ -230,6 +230,7 @@ def finish(session: Session, recording_sid: str, transcript: Transcript) -> Proc
     recording.low_confidence = transcript.low_confidence is not None
     recording.low_confidence_reason = transcript.low_confidence
     recording.transcript_segments = [segment.to_dict() for segment in transcript.segments]
+    recording.summary = recording.intent = recording.summary_model = None  # of the old text
     recording.detected_language = transcript.detected_language
     recording.language_probability = transcript.language_probability
     if transcript.audio_seconds is not None:
@@ -237,6 +238,22 @@ def finish(session: Session, recording_sid: str, transcript: Transcript) -> Proc
     recording.error = None
     recording.processing_finished_at = utcnow()
     return status
+
+
+def summarized(
+    session: Session, recording_sid: str, transcript: str, summary: str, intent: str, model: str
+) -> bool:
+    """Keep the summary of a `ready` transcript; False (nothing kept) when the recording is
+    no longer ready with that very transcript (staff sent it back meanwhile)."""
+    recording = lock(session, recording_sid)
+    if recording is None or recording.processing_status is not S.READY:
+        return False
+    if recording.transcript != transcript.strip():
+        return False
+    recording.summary = summary
+    recording.intent = intent
+    recording.summary_model = model
+    return True
 
 
 def fail(

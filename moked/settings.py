@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from moked.statuses import SummaryBackend
+
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "xxxxxxxx", "your-")
 
 
@@ -136,6 +138,12 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-transcribe"
     openai_timeout_seconds: float = 120.0
     openai_max_retries: int = 2
+    summary_backend: SummaryBackend = SummaryBackend.OFF
+    """openai: one short summary and the caller's intent per voicemail, with OPENAI_API_KEY
+    (and OPENAI_BASE_URL) through the chat API; off, or no key: none, and no error."""
+    summary_model: str = "gpt-4o-mini"
+    summary_timeout_seconds: float = Field(default=20.0, gt=0)
+    """A summary is asked for before the call's alerts go out: it must not hold them long."""
 
     media_allowed_hosts: str = "api.twilio.com,.twiliocdn.com"
     """Comma-separated hosts recordings may be fetched from (loopback added in development)."""

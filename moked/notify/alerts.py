@@ -51,6 +51,9 @@ class Alert:
     recording_path: Path | None
     """The local copy of the recording (email attachments), when there is one."""
     recording_bytes: int | None
+    summary: str | None = None
+    """One short summary of the transcript (SUMMARY_BACKEND), when there is one."""
+    intent: str | None = None
 
     @property
     def is_hebrew(self) -> bool:
@@ -102,6 +105,8 @@ def build(session: Session, settings: Settings, call: Call, kind: AlertKind) -> 
         call_url=settings.public_url(f"/calls/{call.call_sid}"),
         recording_path=path,
         recording_bytes=size,
+        summary=recording.summary if recording and transcript else None,
+        intent=recording.intent if recording and transcript else None,
     )
 
 
@@ -157,6 +162,7 @@ _TEXTS = {
         "open": "לעמוד השיחה",
         "digest": "{n} שיחות בשעות השקט",
         "nth": "שיחה מס׳ {n} השבוע מהמספר הזה",
+        "summary": "תקציר",
     },
     "en": {
         "withheld": "Withheld number",
@@ -173,6 +179,7 @@ _TEXTS = {
         "open": "Open the call",
         "digest": "{n} calls during quiet hours",
         "nth": "{n}{suffix} call this week from this number",
+        "summary": "Summary",
     },
 }
 
@@ -248,6 +255,8 @@ def details(alert: Alert) -> list[str]:
     note = repeat_note(alert)
     if note:
         lines.append(note)
+    if alert.summary:
+        lines.append(f"{text(alert, 'summary')}: {alert.summary}")
     return lines
 
 
@@ -279,6 +288,8 @@ def payload(alert: Alert, timestamp: dt.datetime) -> dict[str, Any]:
             "duration_seconds": alert.duration_seconds,
             "transcript": alert.transcript,
             "transcript_language": alert.transcript_language,
+            "summary": alert.summary,
+            "intent": alert.intent,
             "call_url": alert.call_url,
         },
     }

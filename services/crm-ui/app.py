@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         language_name=present.language_name,
         transcript_segments=present.transcript_segments,
         retry_languages=present.retry_languages,
+        intent_label=present.intent_label,
         CALL_STATUS_LABELS=present.CALL_STATUS_LABELS,
         CALL_STATUS_TONE=present.CALL_STATUS_TONE,
         PROCESSING_LABELS=present.PROCESSING_LABELS,

@@ -13,7 +13,7 @@ from markupsafe import Markup, escape
 from moked import recordings, transcripts
 from moked.db.models import Call, Recording
 from moked.phone import DEFAULT_REGION, display
-from moked.statuses import CallStatus, ProcessingStatus
+from moked.statuses import CallStatus, Intent, ProcessingStatus
 
 DEFAULT_TIMEZONE = "Asia/Jerusalem"
 
@@ -233,3 +233,21 @@ def retry_languages(recording: Recording | None) -> list[str]:
     """The languages the picker offers, the transcript's own first."""
     first = [recording.transcript_language] if recording and recording.transcript_language else []
     return list(dict.fromkeys([*first, *LANGUAGE_NAMES]))
+
+
+INTENT_LABELS = {
+    Intent.CALLBACK_REQUEST: ("Wants a callback", "warn"),
+    Intent.ORDER: ("Order", "ok"),
+    Intent.COMPLAINT: ("Complaint", "bad"),
+    Intent.QUESTION: ("Question", "info"),
+    Intent.SPAM: ("Spam", "muted"),
+    Intent.OTHER: ("Other", "muted"),
+}
+"""A summary's intent (moked.statuses.Intent): its label and chip tone."""
+
+
+def intent_label(value: str | None) -> tuple[str, str] | None:
+    try:
+        return INTENT_LABELS[Intent(value)] if value else None
+    except ValueError:
+        return None

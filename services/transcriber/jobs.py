@@ -37,6 +37,7 @@ from transcriber import media
 from transcriber.backends import LanguageRequest, get_backend, load_count, whisper_language
 from transcriber.errors import MediaRejected, TranscriptionError
 from transcriber.lease import lease
+from transcriber.summary import SummaryError, get_summarizer
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,8 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         used,
         model,
     )
+    if status is ProcessingStatus.READY:
+        summarize(settings, recording_sid, transcript.text, claimed.language.business)
     try:
         twilio_sync.delete_now(settings, recording_sid)
     except Exception:  # the transcript is stored; the reconciler retries the deletion
@@ -254,6 +257,26 @@ def process(settings: Settings, recording_sid: str) -> dict[str, Any]:
         "cpu_seconds": round(cpu, 3),
         "audio_seconds": audio_seconds,
     }
+
+
+def summarize(settings: Settings, recording_sid: str, text: str, language: str) -> bool:
+    """The summary and intent in the business's language, when SUMMARY_BACKEND asks for them
+    (before the alerts go out, so they can carry it). Never raises: a transcript without
+    a summary is complete."""
+    summarizer = get_summarizer(settings)
+    if summarizer is None:
+        return False
+    try:
+        summary = summarizer.summarize(text, language)
+        with settings_session(settings) as session:
+            return recordings.summarized(
+                session, recording_sid, text, summary.text, summary.intent.value, summary.model
+            )
+    except SummaryError as exc:
+        log.warning("%s: no summary: %s", recording_sid, exc)
+    except Exception:
+        log.exception("%s: no summary", recording_sid)
+    return False
 
 
 def transcribe_recording(recording_sid: str) -> dict[str, Any]:

@@ -383,7 +383,11 @@ def test_the_transcriber_routes_hebrew_by_what_is_installed(base_dir: Path, tmp_
         routed = Router.from_settings(with_key)
         on_model = routed.transcribe(clip, "he")
         assert (on_model.backend, on_model.model) == ("local", "hebrew-model")
-        assert on_model.language == "he" and on_model.low_confidence is None
+        # Not marked as base-quality (English audio read as Hebrew may still be doubted by
+        # Whisper's own numbers: moked.transcripts.assess, issue 15 item 5).
+        assert on_model.language == "he"
+        assert models.EMBEDDED_MODEL_NAME not in (on_model.low_confidence or "")
+        assert "transcribes he poorly" not in (on_model.low_confidence or "")
         assert len(server.requests) == 1, "Hebrew no longer goes to OpenAI"
     finally:
         server.stop()

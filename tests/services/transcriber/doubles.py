@@ -13,6 +13,7 @@ import json
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -239,11 +240,21 @@ class TranscriptionRequest:
 
 
 class OpenAICompatibleServer:
-    """POST /v1/audio/transcriptions, answered with `transcribe(path, language) -> text`."""
+    """POST /v1/audio/transcriptions, answered with `transcribe(path, language) -> text`, and
+    POST /v1/chat/completions, answered with `chat(request body) -> the reply's content`
+    (a JSON text for structured output), as OpenAI's API shapes them."""
 
-    def __init__(self, api_key: str, transcribe: Callable[[Path, str], str]) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        transcribe: Callable[[Path, str], str],
+        chat: Callable[[dict[str, Any]], str] | None = None,
+    ) -> None:
         self.api_key = api_key
         self.transcribe = transcribe
+        self.chat = chat
+        self.chats: list[dict[str, Any]] = []
+        """Every chat completion request's JSON body, in order."""
         self.requests: list[TranscriptionRequest] = []
         self.fail_with: tuple[int, str] | None = None
         """(status, message) to answer instead of transcribing."""
@@ -259,6 +270,8 @@ class OpenAICompatibleServer:
         return response(environ, start_response)
 
     def _respond(self, request: Request) -> Response:
+        if request.method == "POST" and request.path == "/v1/chat/completions":
+            return self._chat(request)
         if request.method != "POST" or request.path != "/v1/audio/transcriptions":
             return _json({"error": {"message": "not found", "type": "invalid_request_error"}}, 404)
         upload = request.files.get("file")
@@ -285,6 +298,32 @@ class OpenAICompatibleServer:
             path.write_bytes(body)
             text = self.transcribe(path, request.form.get("language") or "en")
         return _json({"text": text}, 200)
+
+    def _chat(self, request: Request) -> Response:
+        body = request.get_json(silent=True) or {}
+        self.chats.append(body)
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _json({"error": {"message": "bad key", "type": "invalid_api_key"}}, 401)
+        if self.chat is None or not body.get("model") or not body.get("messages"):
+            return _json({"error": {"message": "model and messages are required"}}, 400)
+        content = self.chat(body)
+        return _json(
+            {
+                "id": "chatcmpl-" + str(len(self.chats)),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": None},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            },
+            200,
+        )
 
     def start(self) -> OpenAICompatibleServer:
         self._thread.start()
