@@ -33,6 +33,13 @@ class TranscriberBackend(enum.StrEnum):
     OPENAI = "openai"
 
 
+class WhisperDevice(enum.StrEnum):
+    AUTO = "auto"
+    """CUDA when CTranslate2 sees a GPU, else the CPU."""
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
 class ConfigurationError(RuntimeError):
     """A setting is missing or invalid; the message names the variable."""
 
@@ -131,6 +138,10 @@ class Settings(BaseSettings):
     separated): the language detector picks among them. A business's own list
     (`moked business add --expected-languages he,en`) replaces it."""
     whisper_compute_type: str = "int8"
+    whisper_device: WhisperDevice = WhisperDevice.AUTO
+    whisper_batch_size: int = Field(default=0, ge=0)
+    """Speech chunks decoded together by faster-whisper's batched pipeline; 0 = 8 on CUDA
+    and unbatched on the CPU (where batching buys nothing for one short voicemail)."""
     whisper_threads: int = 0
     """CPU threads for the local model; 0 = one per core."""
     openai_api_key: SecretStr = SecretStr("")

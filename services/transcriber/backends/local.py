@@ -1,6 +1,8 @@
-"""The local backend: faster-whisper (CTranslate2) on the CPU, int8, VAD on.
+"""The local backend: faster-whisper (CTranslate2) on the CPU (int8) or a CUDA GPU, VAD on.
 
-The model is loaded once when the worker process starts and serves every job after.
+The model is loaded once when the worker process starts and serves every job after. On a
+GPU the speech chunks of a recording are decoded together (faster-whisper's
+BatchedInferencePipeline, WHISPER_BATCH_SIZE); the same path runs on the CPU when asked.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from moked import metrics
 from moked.models import DEFAULT_ROUTE, configured_model
-from moked.settings import Settings
+from moked.settings import Settings, WhisperDevice
 from moked.transcripts import Segment
 from transcriber.backends.base import Detection, Transcript
 from transcriber.errors import BackendError, ModelError
@@ -24,6 +26,27 @@ log = logging.getLogger(__name__)
 
 BEAM_SIZE = 5
 """Whisper's default; greedy decoding (1) is barely faster on short voicemails here."""
+GPU_BATCH_SIZE = 8
+"""WHISPER_BATCH_SIZE=0 on CUDA: faster-whisper's own default."""
+
+
+def device_of(setting: WhisperDevice) -> str:
+    """WHISPER_DEVICE as CTranslate2's device: auto is cuda when it sees a GPU."""
+    if setting is not WhisperDevice.AUTO:
+        return setting.value
+    import ctranslate2
+
+    try:
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except RuntimeError:  # a CPU-only build, or no driver
+        return "cpu"
+
+
+def batch_size_of(configured: int, device: str) -> int:
+    """WHISPER_BATCH_SIZE, or by device: batched on a GPU, not on the CPU (0 or 1 = not)."""
+    if configured > 0:
+        return configured
+    return GPU_BATCH_SIZE if device == "cuda" else 0
 
 
 def cpu_threads(configured: int, workers: int = 1) -> int:
@@ -46,34 +69,44 @@ class LocalBackend:
     threads: int
     _whisper: Any
     name: str = "local"
+    device: str = "cpu"
+    batch_size: int = 0
+    _batched: Any = None
+    """faster-whisper's BatchedInferencePipeline over the same model, when batch_size > 1."""
 
     @classmethod
     def from_settings(
         cls, settings: Settings, model: tuple[Path, str] | None = None
     ) -> LocalBackend:
         """Load `model` (directory, name), by default the default route's model."""
-        from faster_whisper import WhisperModel
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
 
         if model is None:
             model = resolve_model_dir(configured_model(settings, DEFAULT_ROUTE), settings.state_dir)
         model_dir, display = model
         threads = cpu_threads(settings.whisper_threads, settings.transcriber_workers)
+        device = device_of(settings.whisper_device)
+        batch = batch_size_of(settings.whisper_batch_size, device)
         started = time.monotonic()
         try:
             whisper = WhisperModel(
                 str(model_dir),
-                device="cpu",
+                device=device,
                 compute_type=settings.whisper_compute_type,
                 cpu_threads=threads,
                 num_workers=1,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
-            raise ModelError(f"cannot load the Whisper model in {model_dir}: {exc}") from exc
+            raise ModelError(
+                f"cannot load the Whisper model in {model_dir} on {device}: {exc}"
+            ) from exc
         log.info(
-            "loaded Whisper model %s (%s, %d threads) in %.1f s in process %d",
+            "loaded Whisper model %s (%s on %s%s, %d threads) in %.1f s in process %d",
             display,
             settings.whisper_compute_type,
+            device,
+            f", batches of {batch}" if batch > 1 else "",
             threads,
             time.monotonic() - started,
             os.getpid(),
@@ -85,6 +118,9 @@ class LocalBackend:
             compute_type=settings.whisper_compute_type,
             threads=threads,
             _whisper=whisper,
+            device=device,
+            batch_size=batch,
+            _batched=BatchedInferencePipeline(model=whisper) if batch > 1 else None,
         )
 
     def warm_up(self) -> None:
@@ -96,18 +132,23 @@ class LocalBackend:
         list(segments)
 
     def transcribe(self, audio: Path, language: str) -> Transcript:
+        options: dict[str, Any] = {
+            "language": language,
+            "task": "transcribe",
+            "beam_size": BEAM_SIZE,
+            "vad_filter": True,
+            "condition_on_previous_text": False,
+            # Timed segments are stored (the call page seeks by sentence): timestamp tokens
+            # cost decoding time, measured by `make bench`.
+            "without_timestamps": False,
+        }
         try:
-            segments, info = self._whisper.transcribe(
-                str(audio),
-                language=language,
-                task="transcribe",
-                beam_size=BEAM_SIZE,
-                vad_filter=True,
-                condition_on_previous_text=False,
-                # Timed segments are stored (the call page seeks by sentence): timestamp
-                # tokens cost decoding time, measured by `make bench`.
-                without_timestamps=False,
-            )
+            if self._batched is not None:
+                segments, info = self._batched.transcribe(
+                    str(audio), batch_size=self.batch_size, **options
+                )
+            else:
+                segments, info = self._whisper.transcribe(str(audio), **options)
             # `segments` is lazy: the decoding happens while it is consumed.
             timed = tuple(
                 Segment(

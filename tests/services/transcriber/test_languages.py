@@ -1,5 +1,6 @@
-"""Language detection, timed segments and confidence (issue 15, items 3-5), in process: the
-worker's own Router over the embedded base model, on espeak-ng telephone audio."""
+"""Language detection, timed segments and confidence (issue 15, items 3-5), and the device
+and batched pipeline (item 7), in process: the worker's own Router and LocalBackend over the
+embedded base model, on espeak-ng telephone audio."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pydantic import SecretStr
 
 from moked import transcripts
 from moked.models import EMBEDDED_MODEL_NAME
-from moked.settings import Settings, TranscriberBackend
+from moked.settings import Settings, TranscriberBackend, WhisperDevice
 from moked.transcripts import Segment
 from tests.services.transcriber.audio import (
     ARABIC_TEXT,
@@ -24,7 +25,9 @@ from tests.services.transcriber.audio import (
 )
 from tests.services.transcriber.conftest import words_in
 from transcriber.backends import LanguageRequest
+from transcriber.backends.local import LocalBackend, batch_size_of, device_of
 from transcriber.backends.router import Router
+from transcriber.errors import ModelError
 
 DEFAULT_EXPECTED = transcripts.expected_languages("he", None, ("en", "ar", "ru"))
 
@@ -188,3 +191,48 @@ def test_confidence_rules() -> None:
     both = transcripts.join(["Whisper base transcribes he poorly", transcripts.assess(mumbled)])
     assert transcripts.reason_kinds(both) == [transcripts.REASON_BASE, transcripts.REASON_WORDS]
     assert transcripts.language_doubt("en", 0.3) and not transcripts.language_doubt("en", 0.9)
+
+
+# --- WHISPER_DEVICE and the batched pipeline (item 7) -------------------------------------
+
+
+def _settings(state_dir: Path, **changes: object) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        state_dir=state_dir,
+        transcriber_backend=TranscriberBackend.LOCAL,
+        openai_api_key=SecretStr(""),
+        whisper_model="",
+        whisper_model_default="",
+        **changes,  # type: ignore[arg-type]
+    )
+
+
+def test_the_batched_pipeline_transcribes_on_the_cpu_too(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    """What a GPU runs (BatchedInferencePipeline), here on the CPU: same words, timed."""
+    settings = _settings(tmp_path, whisper_device=WhisperDevice.CPU, whisper_batch_size=4)
+    backend = LocalBackend.from_settings(settings)
+    assert (backend.device, backend.batch_size) == ("cpu", 4) and backend._batched is not None
+
+    transcript = backend.transcribe(clips["en"], "en")
+
+    assert not words_in(transcript.text, VOICEMAIL_WORDS), transcript.text
+    assert transcript.segments and " ".join(s.text for s in transcript.segments) == transcript.text
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    assert all(s.avg_logprob is not None for s in transcript.segments)
+
+
+def test_the_device_is_chosen_by_the_setting(tmp_path: Path) -> None:
+    import ctranslate2
+
+    gpus = ctranslate2.get_cuda_device_count()
+    assert device_of(WhisperDevice.AUTO) == ("cuda" if gpus else "cpu")
+    assert (batch_size_of(0, "cuda"), batch_size_of(0, "cpu"), batch_size_of(3, "cpu")) == (8, 0, 3)
+    unbatched = LocalBackend.from_settings(_settings(tmp_path, whisper_device=WhisperDevice.CPU))
+    assert unbatched._batched is None
+    if not gpus:  # asking for a GPU that is not there stops the worker with one line
+        with pytest.raises(ModelError, match="on cuda"):
+            LocalBackend.from_settings(_settings(tmp_path, whisper_device=WhisperDevice.CUDA))
