@@ -356,7 +356,7 @@ def apply_event(session: Session, event: InboundEvent) -> Effects:
     merge_call(call, params, when, business)
     effects.call_sid = call_sid
     effects.business_id = call.business_id
-    _caller_seen(session, call, event.endpoint, business is not None, when)
+    _caller_seen(session, call, business is not None, when)
     effects.blocked = call.blocked
 
     if event.endpoint in (Endpoint.HANDLE_RECORDING, Endpoint.RECORDING_STATUS):
@@ -375,15 +375,12 @@ def apply_event(session: Session, event: InboundEvent) -> Effects:
     return effects
 
 
-def _caller_seen(
-    session: Session, call: Call, endpoint: Endpoint, assigned_now: bool, when: dt.datetime
-) -> None:
-    """The caller of a call that just found its business (or rings now) is made and its
-    block read, as `apply_new_call` does in its statement (moked.callers)."""
+def _caller_seen(session: Session, call: Call, assigned_now: bool, when: dt.datetime) -> None:
+    """The caller of a call that just found its business is made and its block read, as
+    `apply_new_call` does in its statement (moked.callers). A call keeps what was decided
+    then: Twilio's retry of its `incoming_call` gets the same answer."""
     number = callers.caller_number(call.from_number)
-    if call.business_id is None or number is None:
-        return
-    if assigned_now or endpoint is Endpoint.INCOMING_CALL:
+    if assigned_now and call.business_id is not None and number is not None:
         call.blocked = callers.seen(session, call.business_id, number, call.started_at or when)
 
 
