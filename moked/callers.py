@@ -12,9 +12,12 @@ week") and `week_counts` (the inbox's badges) are the same SQL expression, `_wee
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 from collections.abc import Iterable
 from typing import Any
 
+import phonenumbers
 from redis import Redis
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -22,7 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from moked.db.models import Call, Caller, Recording, call_time
 from moked.db.session import settings_session
-from moked.phone import to_e164, try_e164
+from moked.phone import to_e164
 from moked.settings import Settings
 from moked.statuses import CallStatus
 
@@ -36,11 +39,23 @@ class CallerError(ValueError):
     """A one-line reason a caller cannot be changed (the CLI prints it, the CRM flashes it)."""
 
 
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+WITHHELD_MARKERS = frozenset({"+266696687", "+7378742833", "+8656696", "+86282452253", "+2562533"})
+"""What Twilio puts in `From` for an anonymous, restricted, unknown or unavailable caller."""
+
+
+@functools.lru_cache(maxsize=4096)
 def caller_number(raw: str | None) -> str | None:
-    """The number as a caller's key: `From` when it is E.164 as sent; None when withheld
-    ("anonymous", "+266696687", "client:…") or anything else that is not a phone."""
-    e164 = try_e164(raw)
-    return e164 if e164 is not None and e164 == raw else None
+    """The number as a caller's key: `From` as sent when it is E.164 and a possible number
+    (a range newer than phonenumbers' metadata is still a caller who can be blocked); None
+    when withheld ("anonymous", Twilio's markers, "client:…") or not a phone at all."""
+    if not raw or raw in WITHHELD_MARKERS or not _E164.fullmatch(raw):
+        return None
+    try:
+        parsed = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return raw if phonenumbers.is_possible_number(parsed) else None
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -111,10 +126,14 @@ def find(session: Session, business_id: int, number: str) -> Caller | None:
 
 
 def _valid_number(raw: str) -> str:
+    """A number staff typed (054-…, +972…), as the caller's key."""
     try:
         return to_e164(raw)
     except ValueError as exc:
-        raise CallerError(f"not a valid phone number: {raw[:40]!r}") from exc
+        number = caller_number(raw.strip())
+        if number is None:
+            raise CallerError(f"not a valid phone number: {raw[:40]!r}") from exc
+        return number
 
 
 def ensure(session: Session, business_id: int, number: str, now: dt.datetime) -> Caller:

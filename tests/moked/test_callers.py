@@ -383,3 +383,23 @@ def test_call_show_prints_the_caller_on_one_line(
     assert main(["call", "show", call_sid]) == 0
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("caller ")]
     assert f"{number} 1 call(s) since " in line and line.endswith(" blocked")
+
+
+@pytest.mark.parametrize(
+    ("sent", "key"),
+    [
+        ("+972521234567", "+972521234567"),
+        ("+972501234567", "+972501234567"),  # possible, newer than the metadata: a caller
+        ("+12025550123", "+12025550123"),
+        ("anonymous", None),
+        ("Restricted", None),
+        ("+266696687", None),  # Twilio's anonymous marker
+        ("+7378742833", None),  # and its restricted one
+        ("client:alice", None),
+        ("+1", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_what_is_a_caller(sent: str | None, key: str | None) -> None:
+    assert callers.caller_number(sent) == key
