@@ -34,7 +34,7 @@ from crm_ui.access import CurrentUser, call_or_404, login_required, me, recordin
 from crm_ui.db import db
 from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
 from crm_ui.i18n import gettext as _
-from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone
+from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone, retry_languages
 from crm_ui.queries import search_terms
 from moked import followup, recordings
 from moked.accounts import Role, owns
@@ -417,9 +417,12 @@ def retranscribe(call_sid: str, recording_sid: str) -> WerkzeugResponse:
     """Transcribe a failed or empty recording again, or any finished one in the language
     staff picked (`moked.recordings.retry_and_queue`)."""
     call = call_or_404(call_sid, me())
-    if not any(r.recording_sid == recording_sid for r in call.recordings):
+    recording = next((r for r in call.recordings if r.recording_sid == recording_sid), None)
+    if recording is None:
         abort(404)
     language = (request.form.get("language") or "").strip() or None
+    if language is not None and language not in retry_languages(recording):
+        abort(400)  # only the picker's languages
     try:
         queued = recordings.retry_and_queue(db(), _redis(), recording_sid, language)
     except recordings.RetryRefused:

@@ -3,12 +3,15 @@ and each business's expected languages reach the worker's request."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from moked import recordings
+from moked.accounts import Role, add_user
 from moked.businesses import BusinessError, check_expected_languages
 from moked.db.models import Business, Recording
 from moked.db.session import session_scope
@@ -17,6 +20,8 @@ from tests.apps import TwilioClient
 from tests.harness import StackUnderTest
 from tests.helpers import recorded_call, settle
 from transcriber import jobs
+
+PASSWORD = "correct-horse-battery"
 
 
 def _ready(twilio: TwilioClient, business: Business) -> str:
@@ -85,3 +90,24 @@ def test_a_business_limits_the_languages_detection_picks_from(
         check_expected_languages("en,hebrew!")
     assert check_expected_languages(" HE, en ,he") == ("he", "en")
     assert check_expected_languages("") == ()
+
+
+def test_the_call_page_takes_only_the_pickers_languages(
+    stack: StackUnderTest,
+    twilio: TwilioClient,
+    make_business: Callable[..., Business],
+    crm_client: FlaskClient,
+) -> None:
+    business = make_business()
+    call_sid, recording_sid = recorded_call(twilio, business.numbers[0].e164)
+    with session_scope() as session:
+        settle(session, recording_sid, ProcessingStatus.READY, transcript="hello", model="test")
+    email = f"staff-{secrets.token_hex(4)}@moked.test"
+    with session_scope() as session:
+        add_user(session, email, role=Role.STAFF, business=business.name, password=PASSWORD)
+    assert crm_client.post("/login", data={"email": email, "password": PASSWORD}).status_code == 302
+    url = f"/calls/{call_sid}/recordings/{recording_sid}/retranscribe"
+
+    assert crm_client.post(url, data={"language": "zz"}).status_code == 400
+    assert crm_client.post(url, data={"language": "../he"}).status_code == 400
+    assert _row(recording_sid).processing_status is ProcessingStatus.READY

@@ -132,6 +132,13 @@ class LocalBackend:
         list(segments)
 
     def transcribe(self, audio: Path, language: str) -> Transcript:
+        if language not in self._whisper.supported_languages:
+            # Staff or an operator named a language Whisper does not know: retrying will not
+            # help, and the message says what to do.
+            raise BackendError(
+                f"Whisper does not know the language {language!r}; transcribe again in another one",
+                permanent=True,
+            )
         options: dict[str, Any] = {
             "language": language,
             "task": "transcribe",

@@ -27,7 +27,7 @@ from tests.services.transcriber.conftest import words_in
 from transcriber.backends import LanguageRequest
 from transcriber.backends.local import LocalBackend, batch_size_of, device_of
 from transcriber.backends.router import Router
-from transcriber.errors import ModelError
+from transcriber.errors import BackendError, ModelError
 
 DEFAULT_EXPECTED = transcripts.expected_languages("he", None, ("en", "ar", "ru"))
 
@@ -236,3 +236,11 @@ def test_the_device_is_chosen_by_the_setting(tmp_path: Path) -> None:
     if not gpus:  # asking for a GPU that is not there stops the worker with one line
         with pytest.raises(ModelError, match="on cuda"):
             LocalBackend.from_settings(_settings(tmp_path, whisper_device=WhisperDevice.CUDA))
+
+
+def test_a_language_whisper_does_not_know_fails_at_once(
+    router: Router, clips: dict[str, Path]
+) -> None:
+    with pytest.raises(BackendError, match="does not know the language") as refused:
+        router.transcribe_call(clips["en"], LanguageRequest("he", DEFAULT_EXPECTED, forced="zz"))
+    assert refused.value.permanent, "retrying would not help"
