@@ -32,6 +32,9 @@ MOST_OF_THE_AUDIO = 0.5
 left open), or were decoded by guessing, are more than this share of the audio."""
 LANGUAGE_PROBABILITY_FLOOR = 0.5
 """A detected language Whisper gave less than this probability is uncertain."""
+SWITCH_FLOOR = 0.5
+"""The detector must give another language at least this probability to move a recording
+away from the business's own language (a weak guess keeps the business's language)."""
 
 # Reasons start with these words: the CRM recognises them to say them in Hebrew or English.
 REASON_BASE = "Whisper base transcribes"

@@ -95,7 +95,7 @@ class Router:
     def transcribe_call(self, audio: Path, request: LanguageRequest) -> Transcript:
         """Detect the language (unless staff chose one), then transcribe on its route."""
         detection = self.detect(audio, request)
-        language = request.forced or (detection.language if detection else request.business)
+        language = request.forced or chosen(detection, request.business)
         transcript = self.transcribe(audio, language)
         if detection is None:
             return transcript
@@ -110,6 +110,17 @@ class Router:
             language_probability=detection.probability,
             low_confidence=transcripts.join([transcript.low_confidence, doubt]),
         )
+
+
+def chosen(detection: Detection | None, business: str) -> str:
+    """The language to transcribe in: the detected one when the detector is reasonably sure
+    (or it is the business's own), else the business's own. A Hebrew voicemail that base's
+    detector half-hears as English is still transcribed as Hebrew."""
+    if detection is None:
+        return business
+    if detection.language == business or detection.probability >= transcripts.SWITCH_FLOOR:
+        return detection.language
+    return business
 
 
 def _detector(

@@ -4,6 +4,7 @@ embedded base model, on espeak-ng telephone audio."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.services.transcriber.audio import (
 )
 from tests.services.transcriber.conftest import words_in
 from transcriber.backends import LanguageRequest
+from transcriber.backends.base import Detection
 from transcriber.backends.local import LocalBackend, batch_size_of, device_of
 from transcriber.backends.router import Router
 from transcriber.errors import BackendError, ModelError
@@ -244,3 +246,31 @@ def test_a_language_whisper_does_not_know_fails_at_once(
     with pytest.raises(BackendError, match="does not know the language") as refused:
         router.transcribe_call(clips["en"], LanguageRequest("he", DEFAULT_EXPECTED, forced="zz"))
     assert refused.value.permanent, "retrying would not help"
+
+
+@dataclasses.dataclass
+class HeardAs:
+    """A detector that hears what it is told (the choice's rule, without a model's mood)."""
+
+    language: str
+    probability: float
+
+    def detect(self, audio: Path, candidates: tuple[str, ...]) -> Detection:
+        return Detection(self.language, self.probability)
+
+
+@pytest.mark.parametrize(
+    ("heard", "probability", "used"),
+    [("en", 0.8, "en"), ("en", 0.3, "he"), ("he", 0.2, "he"), ("ar", 0.5, "ar")],
+)
+def test_only_a_confident_detection_moves_away_from_the_business_language(
+    router: Router, clips: dict[str, Path], heard: str, probability: float, used: str
+) -> None:
+    stubbed = dataclasses.replace(router, detector=HeardAs(heard, probability))  # type: ignore[arg-type]
+
+    transcript = stubbed.transcribe_call(clips["en"], LanguageRequest("he", DEFAULT_EXPECTED))
+
+    assert transcript.language == used
+    assert (transcript.detected_language, transcript.language_probability) == (heard, probability)
+    uncertain = transcripts.REASON_LANGUAGE in (transcript.low_confidence or "")
+    assert uncertain is (probability < transcripts.LANGUAGE_PROBABILITY_FLOOR)
