@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from moked.statuses import Channel, Endpoint, JobOutcome, NotificationOutcome
+from moked.statuses import CallbackStatus, Channel, Endpoint, JobOutcome, NotificationOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
 LABEL_MATCHER = re.compile(r'\b(outcome|endpoint|channel)\s*(=~|!~|!=|=)\s*\\?"([^"\\]*)\\?"')
 ENUMS: dict[str, set[str]] = {
-    # Two metrics carry `outcome`: transcription jobs (JobOutcome) and notification
-    # attempts (NotificationOutcome).
-    "outcome": {o.value for o in JobOutcome} | {o.value for o in NotificationOutcome},
+    # Three metrics carry `outcome`: transcription jobs (JobOutcome), notification
+    # attempts (NotificationOutcome) and callbacks (a final CallbackStatus).
+    "outcome": {o.value for o in JobOutcome}
+    | {o.value for o in NotificationOutcome}
+    | {s.value for s in CallbackStatus if s.is_final},
     "endpoint": {e.value for e in Endpoint},
     "channel": {c.value for c in Channel},
 }
