@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from moked import callers, recordings
 from moked.db.models import Business, Call
-from moked.phone import DEFAULT_REGION, try_e164
+from moked.phone import DEFAULT_REGION
 from moked.settings import Settings
 from moked.statuses import AlertKind, ProcessingStatus
 
@@ -94,7 +94,7 @@ def build(session: Session, settings: Settings, call: Call, kind: AlertKind) -> 
         business_name=business.name,
         language=language_of(business.language),
         timezone=business.timezone or DEFAULT_TIMEZONE,
-        from_number=try_e164(call.from_number),
+        from_number=callers.caller_number(call.from_number),
         to_number=call.to_number,
         started_at=call.started_at or call.created_at,
         duration_seconds=call.duration_seconds,

@@ -31,6 +31,7 @@ from crm_ui import (
     present,
 )
 from moked import metrics, recordings
+from moked.callers import caller_number
 from moked.db.session import postgres_unavailable
 from moked.settings import Settings, get_settings
 
@@ -170,6 +171,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         focused_snippet=present.focused_snippet,
     )
     app.jinja_env.globals.update(
+        # A number staff can dial: E.164 and not withheld (Twilio's anonymous markers).
+        dialable=caller_number,
         local_time=present.local_time,
         failure_reason=present.failure_reason,
         call_time=present.call_time,

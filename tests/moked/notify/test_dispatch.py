@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook
 
 from moked import recordings
 from moked.db.models import Business, Call, NotificationDelivery
-from moked.notify import dispatch, planner, rules
+from moked.notify import alerts, dispatch, planner, rules
 from moked.notify.channels import webhook as webhook_channel
 from moked.queue import fetch_job, notifications_queue, redis_client
 from moked.statuses import AlertKind, Channel, DeliveryStatus, NotifyWhen, ProcessingStatus
@@ -355,3 +355,23 @@ def test_removing_a_rule_cancels_what_it_held(
     assert (row.status, row.rule_id) == (DeliveryStatus.FAILED, None)
     assert "rule was removed" in (row.last_error or "")
     assert receiver.requests == []
+
+
+def test_twilios_anonymous_number_is_a_withheld_caller(
+    isolated: Isolated, isolated_business: Callable[..., Business], receiver: WebhookReceiver
+) -> None:
+    # Twilio puts +266696687 in From for an anonymous caller: no one to call back. The
+    # alert says "withheld" and the payload has no number (moked.callers decides, for the
+    # alerts, the inbox and the CRM's tel: links alike).
+    business = isolated_business()
+    webhook_rule(isolated, business, receiver.url)
+    call_sid = "CA" + "6" * 32
+    params = call_params(call_sid, business.numbers[0].e164, From="+266696687")
+    assert isolated.twilio.post("/webhook/incoming_call", params).status_code == 200
+    with isolated.session() as session:
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None
+        alert = alerts.build(session, isolated.settings, call, AlertKind.MISSED)
+    assert alert.from_number is None
+    assert alerts.caller(alert) == "מספר חסוי"
+    assert alerts.payload(alert, now())["data"]["from"] is None

@@ -7,6 +7,7 @@ import datetime as dt
 import secrets
 import xml.etree.ElementTree as ET
 
+from flask import Flask
 from sqlalchemy import update
 
 from moked import callers
@@ -195,3 +196,11 @@ def test_the_business_page_links_to_its_blocked_callers(
     page = client.get(f"/businesses/{business.id}").text
     assert f'href="/businesses/{business.id}/callers" id="callers-link"' in page
     assert client.get(f"/businesses/{business.id}/callers").status_code == 200  # admins: all
+
+
+def test_only_a_caller_who_can_be_called_back_gets_a_tel_link(crm_app: Flask) -> None:
+    with crm_app.test_request_context():
+        number = crm_app.jinja_env.get_template("_macros.html").module.number  # type: ignore[attr-defined]
+        assert 'href="tel:+972501234567"' in str(number("+972501234567"))
+        for withheld in ("+266696687", "anonymous", "client:desk"):
+            assert "tel:" not in str(number(withheld)), withheld
