@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import zoneinfo
 from dataclasses import dataclass
@@ -70,6 +71,34 @@ def check_timezone(timezone: str) -> str:
     return timezone
 
 
+@functools.cache
+def zone(name: str | None) -> zoneinfo.ZoneInfo:
+    """The business's zone; DEFAULT_TIMEZONE for a missing or unknown name (never raises:
+    rows from before zones were validated still render)."""
+    try:
+        return zoneinfo.ZoneInfo(name or DEFAULT_TIMEZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def local_time(value: dt.datetime | None, timezone: str | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
+    """`value` in the business's zone. Never raises: a time at the edge of the calendar
+    (9999-12-31 23:00 UTC is past datetime.max in Jerusalem) is shown as stored, in UTC,
+    so one bad row cannot take down the inbox, the CSV, the API or an alert."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(zone(timezone)).strftime(fmt)
+    except (OverflowError, ValueError):
+        pass
+    try:
+        return value.astimezone(dt.UTC).strftime(fmt)
+    except (OverflowError, ValueError):
+        return value.isoformat()
+
+
 def check_name(raw: str) -> str:
     name = raw.strip()
     if not name:
@@ -99,6 +128,14 @@ def find_business(session: Session, name_or_id: str) -> Business | None:
         if by_id is not None:
             return by_id
     return business_named(session, name_or_id)
+
+
+def require_business(session: Session, name_or_id: str) -> Business:
+    """`find_business`, or BusinessError("no business 'X'"): what every command says."""
+    business = find_business(session, name_or_id)
+    if business is None:
+        raise BusinessError(f"no business {name_or_id!r}")
+    return business
 
 
 def add_number(session: Session, business: Business, raw: str) -> PhoneNumber:

@@ -20,12 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from moked import metrics
+from moked.businesses import zone as business_zone
 from moked.db.models import Business, Call, Recording
 from moked.db.session import settings_session
 from moked.settings import Settings
@@ -56,11 +57,8 @@ class Hours:
 
     @classmethod
     def of(cls, business: Business) -> Hours:
-        try:
-            zone = ZoneInfo(business.timezone or "Asia/Jerusalem")
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = ZoneInfo("Asia/Jerusalem")
-        return cls(business.hours_start, business.hours_end, parse_days(business.work_days), zone)
+        days = parse_days(business.work_days)
+        return cls(business.hours_start, business.hours_end, days, business_zone(business.timezone))
 
 
 def parse_days(value: str) -> frozenset[int]:

@@ -5,19 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from sqlalchemy.orm import Session
-
-from moked.db.models import Business
+from moked.businesses import require_business
 from moked.settings import Settings
-
-
-def _business(session: Session, name_or_id: str) -> Business:
-    from moked.businesses import find_business
-
-    business = find_business(session, name_or_id)
-    if business is None:
-        raise ValueError(f"no business {name_or_id!r}")
-    return business
 
 
 def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
@@ -25,7 +14,7 @@ def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
     from moked.db.session import session_scope
 
     with session_scope() as session:
-        business = _business(session, args.business)
+        business = require_business(session, args.business)
         caller = callers.block(session, business.id, args.number)
         print(f"blocked {caller.number} for {business.name}")
     return 0
@@ -36,7 +25,7 @@ def cmd_unblock(args: argparse.Namespace, settings: Settings) -> int:
     from moked.db.session import session_scope
 
     with session_scope() as session:
-        business = _business(session, args.business)
+        business = require_business(session, args.business)
         caller = callers.unblock(session, business.id, args.number)
         print(f"unblocked {caller.number} for {business.name}")
     return 0
@@ -47,7 +36,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from moked.db.session import session_scope
 
     with session_scope() as session:
-        business = _business(session, args.business)
+        business = require_business(session, args.business)
         listed = [callers.to_dict(c) for c in callers.listed(session, business.id)]
     print(json.dumps(listed, ensure_ascii=False, indent=2))
     return 0

@@ -243,15 +243,12 @@ def cmd_business_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_business_hours(args: argparse.Namespace, settings: Settings) -> int:
-    from moked.businesses import find_business
+    from moked.businesses import require_business
     from moked.callback_wait import HoursError, set_hours
     from moked.db.session import session_scope
 
     with session_scope() as session:
-        business = find_business(session, args.business)
-        if business is None:
-            print(f"no business {args.business!r}", file=sys.stderr)
-            return 2
+        business = require_business(session, args.business)
         try:
             set_hours(
                 session,

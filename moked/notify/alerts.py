@@ -12,18 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from sqlalchemy.orm import Session
 
-from moked import callers, recordings
+from moked import businesses, callers, recordings
 from moked.db.models import Business, Call
 from moked.phone import DEFAULT_REGION
 from moked.settings import Settings
 from moked.statuses import AlertKind, ProcessingStatus
-
-DEFAULT_TIMEZONE = "Asia/Jerusalem"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +57,6 @@ class Alert:
         return self.language == "he"
 
 
-def _zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or DEFAULT_TIMEZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIMEZONE)
-
-
 def language_of(business_language: str | None) -> str:
     return "he" if (business_language or "he").lower().startswith(("he", "iw")) else "en"
 
@@ -93,7 +83,7 @@ def build(session: Session, settings: Settings, call: Call, kind: AlertKind) -> 
         business_id=business.id,
         business_name=business.name,
         language=language_of(business.language),
-        timezone=business.timezone or DEFAULT_TIMEZONE,
+        timezone=business.timezone or businesses.DEFAULT_TIMEZONE,
         from_number=callers.caller_number(call.from_number),
         to_number=call.to_number,
         started_at=call.started_at or call.created_at,
@@ -119,7 +109,7 @@ def sample(settings: Settings, business: Business, now: dt.datetime) -> Alert:
         business_id=business.id,
         business_name=business.name,
         language="he" if hebrew else "en",
-        timezone=business.timezone or DEFAULT_TIMEZONE,
+        timezone=business.timezone or businesses.DEFAULT_TIMEZONE,
         from_number="+972501234567",
         to_number=business.numbers[0].e164 if business.numbers else None,
         started_at=now,
@@ -214,12 +204,7 @@ def repeat_note(alert: Alert) -> str | None:
 
 def local_time(alert: Alert, fmt: str = "%d/%m/%Y %H:%M") -> str:
     """When the call came, in the business's zone (never raises on an odd stored time)."""
-    if alert.started_at is None:
-        return ""
-    try:
-        return alert.started_at.astimezone(_zone(alert.timezone)).strftime(fmt)
-    except (OverflowError, ValueError):
-        return alert.started_at.isoformat()
+    return businesses.local_time(alert.started_at, alert.timezone, fmt)
 
 
 def title(alert: Alert) -> str:

@@ -7,20 +7,10 @@ import datetime as dt
 import json
 import uuid
 
-from sqlalchemy.orm import Session
-
-from moked.db.models import Business, NotificationRule
+from moked.businesses import require_business
+from moked.db.models import NotificationRule
 from moked.settings import Settings
 from moked.statuses import Channel, NotifyWhen
-
-
-def _business(session: Session, name_or_id: str) -> Business:
-    from moked.businesses import find_business
-
-    business = find_business(session, name_or_id)
-    if business is None:
-        raise ValueError(f"no business {name_or_id!r}")
-    return business
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,7 +25,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError(f"a {channel.value} rule takes --to, not --url")
     hold = None if args.hold is None else args.hold == "yes"
     with session_scope() as session:
-        business = _business(session, args.business)
+        business = require_business(session, args.business)
         rule = rules.add(
             session,
             settings,
@@ -59,7 +49,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from moked.notify import rules
 
     with session_scope() as session:
-        business = _business(session, args.business)
+        business = require_business(session, args.business)
         listed = [rules.to_dict(rule) for rule in rules.rules_of(session, business.id)]
     print(json.dumps(listed, ensure_ascii=False, indent=2))
     return 0
@@ -70,7 +60,7 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
     from moked.notify import rules
 
     with session_scope() as session:
-        business = _business(session, args.business)
+        business = require_business(session, args.business)
         if not rules.remove(session, business.id, args.rule_id):
             raise ValueError(f"{business.name} has no rule {args.rule_id}")
     print(f"removed rule {args.rule_id}")
@@ -91,7 +81,7 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
     now = dt.datetime.now(dt.UTC)
     failures = 0
     with session_scope() as session:
-        business = _business(session, args.business)
+        business = require_business(session, args.business)
         chosen = [r for r in rules.rules_of(session, business.id) if args.rule in (None, r.id)]
         if not chosen:
             raise ValueError(f"{business.name} has no rule to test")

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from dataclasses import dataclass
 
 import phonenumbers
 from markupsafe import Markup, escape
 
 from moked import recordings, transcripts
+from moked.businesses import local_time as local_time
+from moked.businesses import zone as zone
 from moked.db.models import Call, Recording
 from moked.phone import DEFAULT_REGION, display
-from moked.statuses import CallStatus, Intent, ProcessingStatus
+from moked.statuses import CallStatus, Channel, Intent, ProcessingStatus
 
-DEFAULT_TIMEZONE = "Asia/Jerusalem"
+CHANNEL_NAMES = {
+    Channel.EMAIL: "E-mail",
+    Channel.SMS: "SMS",
+    Channel.WHATSAPP: "WhatsApp",
+    Channel.WEBHOOK: "Webhook",
+}
+"""A notification channel as staff read it (a message id for `_`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One line of a call's timeline on the call page."""
+
+    at: dt.datetime
+    icon: str
+    title: str
+    detail: str = ""
+
 
 CALL_STATUS_LABELS = {
     CallStatus.QUEUED: "Queued",
@@ -50,32 +68,6 @@ PROCESSING_TONE = {
     ProcessingStatus.EMPTY: "muted",
     ProcessingStatus.ABSENT: "muted",
 }
-
-
-@functools.cache
-def zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or DEFAULT_TIMEZONE)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(DEFAULT_TIMEZONE)
-
-
-def local_time(value: dt.datetime | None, timezone: str | None, fmt: str = "%d/%m/%Y %H:%M") -> str:
-    """`value` in the business's zone. Never raises: a time at the edge of the calendar
-    (9999-12-31 23:00 UTC is past datetime.max in Jerusalem) is shown as stored, in UTC,
-    so one bad row cannot take down the inbox, the CSV or the API."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    try:
-        return value.astimezone(zone(timezone)).strftime(fmt)
-    except (OverflowError, ValueError):
-        pass
-    try:
-        return value.astimezone(dt.UTC).strftime(fmt)
-    except (OverflowError, ValueError):
-        return value.isoformat()
 
 
 FAILURE_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
