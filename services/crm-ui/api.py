@@ -16,17 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request, url_for
 
 from crm_ui.access import CurrentUser, call_or_404
-from crm_ui.db import db
+from crm_ui.db import app_settings, db
 from crm_ui.present import failure_reason
 from crm_ui.queries import CallFilters, list_calls
 from moked import callbacks
 from moked.accounts import user_for_token
 from moked.calls import describe_call
 from moked.db.models import Call, CallbackAttempt, User
-from moked.settings import Settings
 from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -53,7 +52,7 @@ def call_json(call: Call, user: CurrentUser) -> dict[str, Any]:
     """`moked.calls.describe_call`, plus where an integration can fetch the audio. A
     failure's stored detail (internal hosts, Twilio's account path) is for admins; other
     tokens get the plain reason staff see."""
-    settings: Settings = current_app.config["MOKED_SETTINGS"]
+    settings = app_settings()
     data = describe_call(call, settings.recordings_dir)
     if data["transcription_error"] and not user.is_admin:
         data["transcription_error"] = failure_reason(data["transcription_error"])
@@ -134,7 +133,7 @@ def callback(call_sid: str) -> Response:
     staff = session.get(User, user.id)
     if staff is None:
         return _error(404, "not_found", "no such user")
-    settings: Settings = current_app.config["MOKED_SETTINGS"]
+    settings = app_settings()
     try:
         started = callbacks.start(settings, session, call, staff)
     except callbacks.CallbackRefused as exc:

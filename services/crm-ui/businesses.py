@@ -11,12 +11,12 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from sqlalchemy import delete, func, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import business_or_404, login_required, me, visible_businesses
-from crm_ui.db import db
+from crm_ui.db import app_settings, db
 from crm_ui.forms import (
     ActionForm,
     GreetingTextForm,
@@ -40,7 +40,6 @@ from moked.greetings import (
     store_greeting,
 )
 from moked.phone import InvalidPhoneNumber
-from moked.settings import Settings
 from moked.statuses import MembershipRole
 
 bp = Blueprint("businesses", __name__)
@@ -54,11 +53,6 @@ class GreetingVersion:
     size_kb: int
     seconds: float | None
     active: bool
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.config["MOKED_SETTINGS"]
-    return settings
 
 
 def greeting_versions(business: Business, greetings_dir: Path) -> list[GreetingVersion]:
@@ -139,7 +133,7 @@ def _render(business: Business, **extra: object) -> str:
     return render_template(
         "business.html",
         business=business,
-        versions=greeting_versions(business, _settings().greetings_dir),
+        versions=greeting_versions(business, app_settings().greetings_dir),
         upload_form=GreetingUploadForm(),
         text_form=text_form,
         number_form=NumberForm(),
@@ -150,7 +144,7 @@ def _render(business: Business, **extra: object) -> str:
         tags=tags,
         max_mb=MAX_GREETING_BYTES // (1024 * 1024),
         max_seconds=int(MAX_GREETING_SECONDS),
-        default_text=_settings().default_greeting_text,
+        default_text=app_settings().default_greeting_text,
         member_form=MemberForm(),
         **{"new_member": None, **extra},
     )
@@ -170,7 +164,7 @@ def upload_greeting(business_id: int) -> WerkzeugResponse:
         limit_mb = MAX_GREETING_BYTES // (1024 * 1024)
         flash(_("The file is larger than {mb} MB.", mb=limit_mb), "error")
         return _back(business, "#greeting")
-    settings = _settings()
+    settings = app_settings()
     try:
         info = inspect_mp3(data)
         name = store_greeting(settings.greetings_dir, business.id, data)
@@ -198,7 +192,7 @@ def upload_greeting(business_id: int) -> WerkzeugResponse:
 def activate_greeting(business_id: int, name: str) -> WerkzeugResponse:
     business = business_or_404(business_id, me())
     ActionForm()
-    path = _settings().greetings_dir / name
+    path = app_settings().greetings_dir / name
     own = is_safe_name(name) and name.startswith(f"business_{business.id}_")
     if not own or not path.exists():
         abort(404)
@@ -213,7 +207,7 @@ def activate_greeting(business_id: int, name: str) -> WerkzeugResponse:
 def delete_greeting(business_id: int, name: str) -> WerkzeugResponse:
     """Remove a stored version that is not active (the active one cannot be deleted)."""
     business = business_or_404(business_id, me())
-    path = _settings().greetings_dir / name
+    path = app_settings().greetings_dir / name
     own = is_safe_name(name) and name.startswith(f"business_{business.id}_")
     if not own or not path.exists():
         abort(404)

@@ -13,21 +13,17 @@ Every call route is 404 outside the user's businesses (`call_or_404`).
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
-
-from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask import Blueprint, abort, flash, redirect, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import business_or_404, call_or_404, login_required, me
-from crm_ui.db import db
+from crm_ui.db import app_settings, db
 from crm_ui.forms import ActionForm
 from crm_ui.i18n import gettext as _
-from crm_ui.present import phone
+from crm_ui.present import TimelineEntry, phone
 from moked import callback_wait, callbacks, followup
 from moked.accounts import AccountError, owns, set_phone
 from moked.db.models import Call, User
-from moked.settings import Settings
 from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus, FollowUp
 
 bp = Blueprint("callbacks", __name__)
@@ -64,21 +60,6 @@ FOLLOW_UP_TONES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A timeline entry (crm_ui.calls.TimelineEntry's fields)."""
-
-    at: dt.datetime
-    icon: str
-    title: str
-    detail: str = ""
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.config["MOKED_SETTINGS"]
-    return settings
-
-
 def _back(call: Call) -> WerkzeugResponse:
     return redirect(url_for("calls.show", call_sid=call.call_sid) + "#callback")
 
@@ -87,12 +68,12 @@ def _who(user: User | None) -> str:
     return (user.name or user.email) if user is not None else ""
 
 
-def timeline_entries(call: Call) -> list[Entry]:
+def timeline_entries(call: Call) -> list[TimelineEntry]:
     """The call's callbacks and follow-up changes, with who and when."""
     entries = []
     for change in call.follow_up_changes:
         entries.append(
-            Entry(
+            TimelineEntry(
                 change.at,
                 "done" if change.to_status is FollowUp.RESOLVED else "status",
                 _("Follow-up: {status}", status=_(FOLLOW_UP_LABELS[change.to_status])),
@@ -102,14 +83,18 @@ def timeline_entries(call: Call) -> list[Entry]:
     for attempt in call.callback_attempts:
         how = _("by hand") if attempt.manual else _("through Moked")
         entries.append(
-            Entry(attempt.started_at, "out", _("Callback ({how})", how=how), _who(attempt.user))
+            TimelineEntry(
+                attempt.started_at, "out", _("Callback ({how})", how=how), _who(attempt.user)
+            )
         )
         if attempt.status.is_final:
             detail = _(OUTCOME_LABELS[attempt.status])
             if attempt.duration_seconds:
                 detail += " · " + _("{seconds} seconds", seconds=attempt.duration_seconds)
             entries.append(
-                Entry(attempt.ended_at or attempt.started_at, "out", _("Callback ended"), detail)
+                TimelineEntry(
+                    attempt.ended_at or attempt.started_at, "out", _("Callback ended"), detail
+                )
             )
     return entries
 
@@ -125,7 +110,7 @@ def start(call_sid: str) -> WerkzeugResponse:
     if user is None:
         abort(404)
     try:
-        started = callbacks.start(_settings(), session, call, user)
+        started = callbacks.start(app_settings(), session, call, user)
     except callbacks.CallbackRefused as exc:
         session.rollback()
         flash(_(str(exc)), "error")

@@ -6,9 +6,7 @@ with X-Accel-Redirect to the internal /internal/recordings/ location (Range work
 
 from __future__ import annotations
 
-import datetime as dt
 import mimetypes
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -31,10 +29,17 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui import callbacks as callback_page
 from crm_ui.access import CurrentUser, call_or_404, login_required, me, recording_or_404
-from crm_ui.db import db
+from crm_ui.db import app_settings, db
 from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
 from crm_ui.i18n import gettext as _
-from crm_ui.present import CALL_STATUS_LABELS, main_recording, phone, retry_languages
+from crm_ui.present import (
+    CALL_STATUS_LABELS,
+    CHANNEL_NAMES,
+    TimelineEntry,
+    main_recording,
+    phone,
+    retry_languages,
+)
 from crm_ui.queries import search_terms
 from moked import followup, recordings
 from moked.accounts import Role, owns
@@ -51,11 +56,9 @@ from moked.db.models import (
 from moked.notify import deliveries
 from moked.notify.dispatch import queue_delivery
 from moked.queue import redis_client
-from moked.settings import Settings
 from moked.statuses import (
     CALLBACK_OUTCOMES,
     CallStatus,
-    Channel,
     DeliveryStatus,
     Endpoint,
     FollowUp,
@@ -81,25 +84,6 @@ PROVIDER_LABELS = {
     "failed": "Failed",
 }
 """What Twilio reported later; other (intermediate) statuses are shown as they are."""
-CHANNEL_NAMES = {
-    Channel.EMAIL: "E-mail",
-    Channel.SMS: "SMS",
-    Channel.WHATSAPP: "WhatsApp",
-    Channel.WEBHOOK: "Webhook",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineEntry:
-    at: dt.datetime
-    icon: str
-    title: str
-    detail: str = ""
-
-
-def _settings() -> Settings:
-    settings: Settings = current_app.config["MOKED_SETTINGS"]
-    return settings
 
 
 def _back(call: Call, anchor: str = "") -> WerkzeugResponse:
@@ -198,9 +182,7 @@ def timeline(call: Call) -> list[TimelineEntry]:
     if call.handled_at is not None and not call.follow_up_changes:  # handled before 0008
         who = call.handled_by.email if call.handled_by else ""
         entries.append(TimelineEntry(call.handled_at, "done", _("Marked handled"), who))
-    entries += [
-        TimelineEntry(e.at, e.icon, e.title, e.detail) for e in callback_page.timeline_entries(call)
-    ]
+    entries += callback_page.timeline_entries(call)
     return sorted(entries, key=lambda e: e.at)
 
 
@@ -471,6 +453,6 @@ def retry_notification(call_sid: str, delivery_id: int) -> WerkzeugResponse:
 def _redis() -> Any:
     client = current_app.config.get("MOKED_REDIS")
     if client is None:
-        client = redis_client(_settings().redis_url)
+        client = redis_client(app_settings().redis_url)
         current_app.config["MOKED_REDIS"] = client
     return client

@@ -10,10 +10,15 @@ from moked.db.session import engine_for
 from moked.settings import Settings
 
 
+def app_settings() -> Settings:
+    """The settings the app was created with (`create_app(settings)`)."""
+    value: Settings = current_app.config["MOKED_SETTINGS"]
+    return value
+
+
 def engine() -> Engine:
-    """The engine of the settings the app was created with (`create_app(settings)`)."""
-    settings: Settings = current_app.config["MOKED_SETTINGS"]
-    return engine_for(settings.database_url)
+    """The engine of the app's settings."""
+    return engine_for(app_settings().database_url)
 
 
 def db() -> Session:

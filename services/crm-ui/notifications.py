@@ -15,24 +15,18 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import business_or_404, login_required, me
-from crm_ui.db import db
+from crm_ui.db import app_settings, db
 from crm_ui.forms import ActionForm, NotificationRuleForm
 from crm_ui.i18n import gettext as _
+from crm_ui.present import CHANNEL_NAMES
 from moked.accounts import owns
 from moked.db.models import Business, NotificationRule
 from moked.notify import alerts, quiet_hours, rules
 from moked.notify.channels import DeliveryFailed, Envelope
-from moked.settings import Settings
 from moked.statuses import Channel, NotifyWhen
 
 bp = Blueprint("notifications", __name__)
 
-CHANNEL_LABELS = {
-    Channel.EMAIL: "E-mail",
-    Channel.SMS: "SMS",
-    Channel.WHATSAPP: "WhatsApp",
-    Channel.WEBHOOK: "Webhook",
-}
 WHEN_LABELS = {
     NotifyWhen.MESSAGE: "A message was left",
     NotifyWhen.MISSED: "Missed calls (no message)",
@@ -87,11 +81,6 @@ def rule_error(message: str) -> str:
     return message
 
 
-def _settings() -> Settings:
-    settings: Settings = current_app.config["MOKED_SETTINGS"]
-    return settings
-
-
 def may_manage(business: Business) -> bool:
     """Admins, and the owners of the business."""
     user = me()
@@ -117,7 +106,7 @@ def _render(business: Business, form: NotificationRuleForm, **extra: object) -> 
         form=form,
         action_form=ActionForm(),
         can_manage=may_manage(business),
-        channel_labels=CHANNEL_LABELS,
+        channel_labels=CHANNEL_NAMES,
         when_labels=WHEN_LABELS,
         describe_quiet=quiet_hours.describe,
         masked_secret=rules.masked_secret,
@@ -159,7 +148,7 @@ def add(business_id: int) -> WerkzeugResponse | tuple[str, int]:
     )
     session = db()
     try:
-        rule = rules.add(session, _settings(), business, new)
+        rule = rules.add(session, app_settings(), business, new)
         session.commit()
     except rules.RuleError as exc:
         session.rollback()
@@ -201,7 +190,7 @@ def test(business_id: int, rule_id: int) -> WerkzeugResponse:
 
     business = _manageable(business_id)
     rule = _rule_or_404(business, rule_id)
-    settings = _settings()
+    settings = app_settings()
     now = dt.datetime.now(dt.UTC)
     envelope = Envelope(
         channel=rule.channel,
