@@ -46,6 +46,8 @@ def search_terms(q: str) -> list[str]:
     return [t.strip("\"'.,;:!?()") or t for t in terms][:MAX_TERMS]
 
 
+PHONE_LIKE = re.compile(r"\+?[\d\-(). ]+")
+"""A search term that is a (part of a) phone number as people write one."""
 MAX_PAGE = 100_000
 MIN_DATE = dt.date(2000, 1, 1)
 MAX_DATE = dt.date(2199, 12, 31)
@@ -253,7 +255,9 @@ def filtered_calls(filters: CallFilters, user: CurrentUser) -> Select[Call]:
             Call.caller_name.ilike(pattern),
         ]
         digits = re.sub(r"\D", "", term)
-        if len(digits) >= 3:
+        # Only a term written as a number (050-123, +972 50, (03) 555) searches numbers:
+        # the digits inside a word ("order-a1b2c3") are not a phone number.
+        if len(digits) >= 3 and PHONE_LIKE.fullmatch(term):
             # 050-123 finds +97250123…: compare without the trunk zero.
             matches.append(Call.from_number.like(f"%{digits.lstrip('0')}%"))
         query = query.where(or_(*matches))

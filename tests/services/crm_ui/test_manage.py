@@ -116,6 +116,8 @@ def test_inbox_pages_newest_first(stack: StackUnderTest) -> None:
     assert "0 שיחות" in client.get("/?q=%25").text
     assert "0 שיחות" in client.get("/?q=_").text
     assert "27 שיחות" in client.get("/?q=054-555").text  # the caller's number, as staff type it
+    # Digits inside a word are not a number: "order-a5b5c5" must not find 054-555-….
+    assert "0 שיחות" in client.get("/?q=order-a5b5c5").text
     with session_scope() as session:
         total = len(session.scalars(select(Call).where(Call.business_id == business.id)).all())
     assert total == 27
