@@ -176,6 +176,9 @@ def request(session: Session, call: Call, user: User, now: dt.datetime | None = 
     if caller_id is None:
         raise CallbackRefused("the call's business has no number to call from")
     now = now or utcnow()
+    # The call's row lock makes check-then-insert one step: of two clicks (or two staff)
+    # at once, the second waits here, then sees the first's attempt and is refused.
+    followup.lock(session, call.id)
     going_on = session.scalar(
         select(CallbackAttempt.id).where(
             CallbackAttempt.call_id == call.id,

@@ -13,6 +13,7 @@ import itertools
 import json
 import random
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import jsonschema
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from moked import callbacks, followup
 from moked.accounts import Role, add_user, create_token
@@ -548,6 +549,59 @@ def test_app_down_nginx_hangs_the_staff_leg_up_and_the_report_is_replayed(
             break
         time.sleep(0.2)
     assert attempt.call_sid == params["CallSid"] and attempt.status is CallbackStatus.CONNECTING
+
+
+def test_two_callbacks_requested_at_the_same_moment_make_one_attempt(
+    twilio: TwilioClient, make_business
+) -> None:  # type: ignore[no-untyped-def]
+    """Two staff (or two clicks) in the same instant: the second request waits for the
+    first's transaction, then is refused; never two attempts ringing two phones."""
+    staff = make_staff(make_business)
+    call_sid = voicemail(twilio, staff.number)
+    outcome: list[object] = []
+
+    def second_request(pid_seen: threading.Event) -> None:
+        with session_scope() as session:
+            outcome.append(session.scalar(text("SELECT pg_backend_pid()")))
+            pid_seen.set()
+            call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+            user = session.scalar(select(User).where(User.email == staff.email))
+            assert call is not None and user is not None
+            try:
+                outcome.append(callbacks.request(session, call, user))
+            except callbacks.CallbackRefused as exc:
+                outcome.append(exc)
+
+    with session_scope() as first:
+        call = first.scalar(select(Call).where(Call.call_sid == call_sid))
+        user = first.scalar(select(User).where(User.email == staff.email))
+        assert call is not None and user is not None
+        first_id = callbacks.request(first, call, user)  # not committed yet
+        pid_seen = threading.Event()
+        thread = threading.Thread(target=second_request, args=(pid_seen,))
+        thread.start()
+        assert pid_seen.wait(10)
+        # The second request is waiting on the call's row lock, not racing past it.
+        deadline = time.monotonic() + 10
+        with session_scope() as watcher:
+            while True:
+                waiting = watcher.scalar(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": outcome[0]},
+                )
+                watcher.rollback()
+                if waiting == "Lock" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+        assert waiting == "Lock"
+    thread.join(10)
+
+    assert isinstance(outcome[1], callbacks.CallbackRefused), outcome
+    with session_scope() as session:
+        made = session.scalars(
+            select(CallbackAttempt.id).join(Call).where(Call.call_sid == call_sid)
+        ).all()
+    assert made == [first_id]
 
 
 def test_a_second_callback_while_one_is_under_way_is_refused(
