@@ -33,6 +33,8 @@ LONG_RUNNING = {
     "redis-exporter",
 }
 ONE_SHOT = {"migrate", "nginx-config"}
+PROFILED = {"transcriber-gpu"}
+"""Started only with their profile (`--profile gpu`); `docker compose up` leaves them out."""
 NO_SHELL_IMAGES = {"nginx-exporter", "redis-exporter"}
 """Their images have no shell or HTTP client: Prometheus' `up` watches them instead."""
 APPS = {"webhooks", "reconciler", "notifier", "transcriber", "crm-ui"}
@@ -102,7 +104,8 @@ def test_required_secrets_stop_compose_with_a_message() -> None:
 
 
 def test_every_service_of_the_design(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == LONG_RUNNING | ONE_SHOT
+    assert set(services) == LONG_RUNNING | ONE_SHOT | PROFILED
+    assert {name for name, service in services.items() if "profiles" in service} == PROFILED
 
 
 def test_always_on_with_healthchecks(services: dict[str, dict[str, Any]]) -> None:
@@ -276,3 +279,32 @@ def test_the_notifier_sends_out_and_reads_recordings_only(
     assert notifier["volumes"] == ["recordings:/srv/moked/recordings:ro"]
     assert notifier["depends_on"]["redis"] == {"condition": "service_healthy"}
     assert "/metrics" in " ".join(notifier["healthcheck"]["test"])
+
+
+def test_the_gpu_transcriber_is_the_transcriber_on_a_reserved_gpu(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """`docker compose --profile gpu up -d --scale transcriber=0`: the same worker, the GPU
+    image (Dockerfile target gpu), one NVIDIA GPU reserved, on CUDA."""
+    from moked.settings import Settings
+
+    cpu, gpu = services["transcriber"], services["transcriber-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert gpu["image"] == "moked/transcriber-gpu:${MOKED_IMAGE_TAG:-latest}"
+    assert gpu["build"] == cpu["build"] | {"target": "gpu"}
+    assert "target" not in cpu["build"], "the CPU image is the Dockerfile's default"
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device == {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    for key in ("command", "volumes", "tmpfs", "depends_on", "restart", "logging", "cap_drop"):
+        assert gpu[key] == cpu[key], key
+    assert set(gpu["networks"]) == set(cpu["networks"])
+    assert gpu["networks"]["monitoring"]["aliases"] == ["transcriber"], "scraped as transcriber"
+    assert "container_name" not in gpu and "ports" not in gpu
+    env = dict(gpu["environment"])
+    assert env.pop("WHISPER_DEVICE") == "cuda"
+    assert env.pop("WHISPER_COMPUTE_TYPE") == "${WHISPER_GPU_COMPUTE_TYPE:-float16}"
+    assert env == {k: v for k, v in cpu["environment"].items() if k in env}
+    assert set(cpu["environment"]) == set(gpu["environment"])
+    assert set(gpu["environment"]) <= {name.upper() for name in Settings.model_fields} | {
+        "PROMETHEUS_MULTIPROC_DIR"
+    }

@@ -55,8 +55,12 @@ def test_shape(dockerfile: str) -> None:
     args = {rest.split("=", 1)[0]: rest.split("=", 1)[1] for name, rest in steps if name == "ARG"}
     froms = [rest for name, rest in steps if name == "FROM"]
     assert len(froms) >= 2, "multi-stage"
+    stage_names: set[str] = set()
     for base in froms:
-        image = base.split()[0]
+        image, *alias = base.split()
+        stage_names.update(alias[1:])
+        if image in stage_names:
+            continue  # an earlier stage of the same file
         image = args.get(image.strip("${}"), image)
         assert re.search(r":[\w.-]+@sha256:[0-9a-f]{64}$", image), f"{image} not pinned"
     (user,) = [rest for name, rest in steps if name == "USER"]

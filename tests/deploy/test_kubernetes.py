@@ -37,7 +37,13 @@ CRD_SCHEMAS = Path(__file__).with_name("crd_schemas")
 K8S_VERSION = "1.30.0"
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
 ONE_SHOT = ("Job", "CronJob")
-MOKED_IMAGES = ("moked/webhooks", "moked/crm-ui", "moked/transcriber", "moked/nginx")
+MOKED_IMAGES = (
+    "moked/webhooks",
+    "moked/crm-ui",
+    "moked/transcriber",
+    "moked/transcriber-gpu",  # services/transcriber/Dockerfile --target gpu
+    "moked/nginx",
+)
 
 pytestmark = pytest.mark.skipif(
     shutil.which("kubectl") is None, reason="kubectl is not installed (it renders kustomize)"
@@ -214,20 +220,32 @@ def test_every_container_is_pinned_sized_probed_and_unprivileged(kustomization: 
                 assert "readinessProbe" in container and "livenessProbe" in container, what
 
 
+def _images_compose_builds() -> dict[str, tuple[Path, str | None]]:
+    """moked/NAME → (its Dockerfile, the build target or None) for compose's built images."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    built: dict[str, tuple[Path, str | None]] = {}
+    for service in compose["services"].values():
+        if "build" in service:
+            build = service["build"]
+            where = (REPO / build["context"] / build["dockerfile"], build.get("target"))
+            assert built.setdefault(service["image"].split(":")[0], where) == where
+    return built
+
+
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_moked_images_are_those_compose_builds(kustomization: str) -> None:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
-    built = {
-        service["image"].split(":")[0]
-        for service in compose["services"].values()
-        if "build" in service or service.get("image", "").startswith("moked/")
+    built = _images_compose_builds()
+    assert set(built) == set(MOKED_IMAGES)
+    for dockerfile, target in built.values():
+        stages = re.findall(r"^FROM \S+ AS (\S+)", dockerfile.read_text(), re.MULTILINE)
+        assert target is None or target in stages, (dockerfile, target)
+    named = {
+        container["image"].rsplit(":", 1)[0]
+        for doc in workloads(kustomization)
+        for container in containers(doc)
+        if container["image"].startswith("moked/")
     }
-    assert built == set(MOKED_IMAGES)
-    for doc in workloads(kustomization):
-        for container in containers(doc):
-            name = container["image"].rsplit(":", 1)[0]
-            if name.startswith("moked/"):
-                assert name in built or name == "moked/transcriber-gpu", container["image"]
+    assert named and named <= set(built), sorted(named - set(built))
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -316,6 +334,7 @@ def test_gpu_overlay_puts_transcribers_on_gpu_nodes() -> None:
     assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert spec["nodeSelector"]
     container = spec["containers"][0]
+    assert container["image"].startswith("moked/transcriber-gpu:")
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["WHISPER_COMPUTE_TYPE"] == "float16"
