@@ -26,6 +26,7 @@ what Twilio signs), so a callback that beats `Calls.create`'s answer still finds
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -36,6 +37,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from moked import followup, metrics
 from moked.db.models import Call, CallbackAttempt, PhoneNumber, User
+from moked.db.session import on_commit
 from moked.phone import try_e164
 from moked.settings import Settings
 from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus, CallStatus, Endpoint, FollowUp
@@ -130,7 +132,8 @@ def _ended(session: Session, attempt: CallbackAttempt, at: dt.datetime) -> None:
     attempt.ended_at = attempt.ended_at or at
     if attempt.status is C.REACHED and attempt.duration_seconds is None:
         attempt.duration_seconds = 0
-    metrics.CALLBACKS.labels(attempt.status.value).inc()
+    # Counted when the outcome is committed: a rolled-back report counts nothing.
+    on_commit(session, metrics.CALLBACKS.labels(attempt.status.value).inc)
     call = followup.lock(session, attempt.call_id)
     if call is None:
         return
@@ -146,7 +149,8 @@ def _ended(session: Session, attempt: CallbackAttempt, at: dt.datetime) -> None:
         since = call.ended_at or call.started_at or call.created_at
         if since is not None and call.first_reached_at is not None:
             waited = max(0.0, (call.first_reached_at - since).total_seconds())
-            metrics.TIME_TO_CALLBACK.labels(str(call.business_id)).observe(waited)
+            observe = metrics.TIME_TO_CALLBACK.labels(str(call.business_id)).observe
+            on_commit(session, functools.partial(observe, waited))
 
 
 # --- placing a callback -----------------------------------------------------------------

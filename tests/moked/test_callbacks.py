@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import jsonschema
 import pytest
 from flask import Flask
+from prometheus_client import REGISTRY
 from sqlalchemy import select, text
 
 from moked import callbacks, followup
@@ -330,6 +331,31 @@ def test_transitions_only_move_forward_and_nothing_leaves_an_outcome() -> None:
     for current, targets in followup.TRANSITIONS.items():
         assert current not in targets or current is FollowUp.NO_ANSWER
     assert followup.TRANSITIONS[FollowUp.RESOLVED] == {FollowUp.NEEDS_CALLBACK}
+
+
+def test_an_outcome_is_counted_when_committed_never_when_rolled_back(
+    twilio: TwilioClient, make_business
+) -> None:  # type: ignore[no-untyped-def]
+    staff = make_staff(make_business)
+    call_sid = voicemail(twilio, staff.number)
+
+    def busy_count() -> float:
+        value = REGISTRY.get_sample_value("moked_callbacks_total", {"outcome": "busy"})
+        return value or 0.0
+
+    before = busy_count()
+    with session_scope() as session:
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None
+        callbacks.log_manual(session, call, None, CallbackStatus.BUSY)
+        assert busy_count() == before  # not yet: the transaction may still fail
+        session.rollback()
+    assert busy_count() == before
+    with session_scope() as session:
+        call = session.scalar(select(Call).where(Call.call_sid == call_sid))
+        assert call is not None
+        callbacks.log_manual(session, call, None, CallbackStatus.BUSY)
+    assert busy_count() == before + 1
 
 
 def test_follow_up_changes_are_recorded_and_refused_when_not_allowed(
