@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from crm_ui.access import CurrentUser, login_required, me, visible_businesses
 from crm_ui.auth import safe_next
 from crm_ui.db import db
+from crm_ui.feedback import form_error
 from crm_ui.forms import ActionForm, PasswordForm, TokenForm
 from crm_ui.i18n import gettext as _
 from moked.accounts import (
@@ -63,18 +64,19 @@ def change_password() -> WerkzeugResponse | tuple[str, int]:
     if user is None:
         abort(404)
     if not form.validate_on_submit():
-        flash(_("Fill in every field."), "error")
+        form_error("password-form", _("Fill in every field."))
         return _page(400)
     if not check_password_hash(user.password_hash, form.current.data or ""):
-        flash(_("The current password is wrong."), "error")
+        form_error("password-form", _("The current password is wrong."))
         return _page(400)
     if form.new.data != form.confirm.data:
-        flash(_("The new passwords do not match."), "error")
+        form_error("password-form", _("The new passwords do not match."))
         return _page(400)
     try:
         user.password_hash = hash_password(form.new.data or "")
     except AccountError:
-        flash(_("A password needs at least {n} characters.", n=MIN_PASSWORD_LENGTH), "error")
+        message = _("A password needs at least {n} characters.", n=MIN_PASSWORD_LENGTH)
+        form_error("password-form", message)
         return _page(400)
     db().commit()
     # The new hash bumped the session generation (User's validator): every session ends;
@@ -89,7 +91,7 @@ def change_password() -> WerkzeugResponse | tuple[str, int]:
 def new_token() -> tuple[str, int]:
     form = TokenForm()
     if not form.validate_on_submit():
-        flash(_("The label is too long."), "error")
+        form_error("token-form", _("The label is too long."))
         return _page(400)
     token = create_token(db(), me().email, label=(form.label.data or "").strip() or None)
     db().commit()

@@ -25,6 +25,7 @@ from crm_ui import (
     callers,
     calls,
     db,
+    feedback,
     i18n,
     inbox,
     notifications,
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     csrf.init_app(app)
     auth.init_login(app, login_manager)
     i18n.init_app(app)
+    feedback.init_app(app)  # a refused form's error shown inside the form
     app.jinja_env.filters.update(
         phone=present.phone,
         duration=present.duration,

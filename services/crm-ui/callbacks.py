@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import business_or_404, call_or_404, login_required, me
 from crm_ui.db import app_settings, db
+from crm_ui.feedback import refuse
 from crm_ui.forms import ActionForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import TimelineEntry, phone
@@ -62,6 +63,11 @@ FOLLOW_UP_TONES = {
 
 def _back(call: Call) -> WerkzeugResponse:
     return redirect(url_for("calls.show", call_sid=call.call_sid) + "#callback")
+
+
+def _refuse(call: Call, form_id: str, message: str) -> WerkzeugResponse:
+    """Back to the call page, the error inside the form that was refused."""
+    return refuse(form_id, message, url_for("calls.show", call_sid=call.call_sid))
 
 
 def _who(user: User | None) -> str:
@@ -113,15 +119,14 @@ def start(call_sid: str) -> WerkzeugResponse:
         started = callbacks.start(app_settings(), session, call, user)
     except callbacks.CallbackRefused as exc:
         session.rollback()
-        flash(_(str(exc)), "error")
-        return _back(call)
+        return _refuse(call, "callback-start", _(str(exc)))
     if started.error:
-        flash(_("Twilio did not place the call; try again or dial yourself."), "error")
-    else:
-        flash(
-            _("Your phone ({number}) will ring; answer to be connected.", number=phone(user.phone)),
-            "success",
-        )
+        message = _("Twilio did not place the call; try again or dial yourself.")
+        return _refuse(call, "callback-start", message)
+    flash(
+        _("Your phone ({number}) will ring; answer to be connected.", number=phone(user.phone)),
+        "success",
+    )
     return _back(call)
 
 
@@ -137,8 +142,7 @@ def log_attempt(call_sid: str) -> WerkzeugResponse:
         outcome = None
     minutes = (request.form.get("minutes") or "").strip()
     if outcome not in CALLBACK_OUTCOMES or (minutes and not minutes.isdigit()):
-        flash(_("Choose how the call went."), "error")
-        return _back(call)
+        return _refuse(call, "callback-log", _("Choose how the call went."))
     session = db()
     try:
         callbacks.log_manual(
@@ -150,8 +154,7 @@ def log_attempt(call_sid: str) -> WerkzeugResponse:
         )
     except callbacks.CallbackRefused as exc:
         session.rollback()
-        flash(_(str(exc)), "error")
-        return _back(call)
+        return _refuse(call, "callback-log", _(str(exc)))
     session.commit()
     flash(_("Callback logged: {outcome}.", outcome=_(OUTCOME_LABELS[outcome])), "success")
     return _back(call)
@@ -175,8 +178,7 @@ def set_follow_up(call_sid: str) -> WerkzeugResponse:
         followup.change(session, locked, target, user_id=me().id)
     except followup.FollowUpRefused:
         session.rollback()
-        flash(_("The call cannot go there from where it is."), "error")
-        return _back(call)
+        return _refuse(call, "follow-up-form", _("The call cannot go there from where it is."))
     session.commit()
     flash(_("Follow-up: {status}", status=_(FOLLOW_UP_LABELS[target])), "success")
     return _back(call)
@@ -191,8 +193,8 @@ def set_account_phone() -> WerkzeugResponse:
         stored = set_phone(session, me().id, request.form.get("phone", ""))
     except AccountError:
         session.rollback()
-        flash(_("That is not a valid phone number."), "error")
-        return redirect(url_for("account.show") + "#phone")
+        message = _("That is not a valid phone number.")
+        return refuse("phone-form", message, url_for("account.show"))
     session.commit()
     if stored:
         flash(_("Callbacks will ring {number}.", number=phone(stored)), "success")
@@ -220,8 +222,9 @@ def business_hours(business_id: int) -> WerkzeugResponse:
         )
     except callback_wait.HoursError:
         db().rollback()
-        flash(_("Use minutes, hours such as 08:00-18:00 and days such as sun-thu."), "error")
-    else:
-        db().commit()
-        flash(_("Callback settings saved."), "success")
+        message = _("Use minutes, hours such as 08:00-18:00 and days such as sun-thu.")
+        page = url_for("businesses.show", business_id=business.id)
+        return refuse("callback-hours-form", message, page)
+    db().commit()
+    flash(_("Callback settings saved."), "success")
     return redirect(url_for("businesses.show", business_id=business.id) + "#callbacks")

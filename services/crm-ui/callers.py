@@ -22,6 +22,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import business_or_404, call_or_404, login_required, me
 from crm_ui.db import db
+from crm_ui.feedback import refuse
 from crm_ui.i18n import current_language
 from crm_ui.i18n import gettext as _
 from moked import callers
@@ -129,8 +130,8 @@ def name(call_sid: str) -> WerkzeugResponse:
         callers.rename(session, caller, given)
     except callers.CallerError:
         session.rollback()
-        flash(_("A caller's name is at most 200 characters."), "error")
-        return _card_back(call)
+        message = _("A caller's name is at most 200 characters.")
+        return refuse("caller-name-form", message, url_for("calls.show", call_sid=call.call_sid))
     session.commit()
     flash(_("Caller's name saved.") if caller.name else _("Caller's name removed."), "success")
     return _card_back(call)

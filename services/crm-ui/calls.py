@@ -30,6 +30,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from crm_ui import callbacks as callback_page
 from crm_ui.access import CurrentUser, call_or_404, login_required, me, recording_or_404
 from crm_ui.db import app_settings, db
+from crm_ui.feedback import refuse
 from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import (
@@ -63,6 +64,7 @@ from moked.statuses import (
     Endpoint,
     FollowUp,
     ProcessingStatus,
+    RecordingStatus,
 )
 
 bp = Blueprint("calls", __name__)
@@ -86,8 +88,12 @@ PROVIDER_LABELS = {
 """What Twilio reported later; other (intermediate) statuses are shown as they are."""
 
 
+def _page(call: Call) -> str:
+    return url_for("calls.show", call_sid=call.call_sid)
+
+
 def _back(call: Call, anchor: str = "") -> WerkzeugResponse:
-    return redirect(url_for("calls.show", call_sid=call.call_sid) + anchor)
+    return redirect(_page(call) + anchor)
 
 
 def assignable_users(call: Call) -> list[User]:
@@ -107,12 +113,55 @@ def assignable_users(call: Call) -> list[User]:
     return list(db().scalars(query))
 
 
+RECORDING_TITLES = {
+    RecordingStatus.IN_PROGRESS: "Recording in progress",
+    RecordingStatus.COMPLETED: "Recording completed",
+    RecordingStatus.ABSENT: "No recording was made",
+    RecordingStatus.FAILED: "Recording failed",
+}
+"""A recording status callback (Twilio's RecordingStatus) in the timeline."""
+FINISHED_TITLES = {
+    ProcessingStatus.READY: "Transcript ready",
+    ProcessingStatus.EMPTY: "No speech in the recording",
+    ProcessingStatus.FAILED: "Transcription failed",
+    ProcessingStatus.ABSENT: "No recording was made",
+}
+"""How a recording's processing ended (every final ProcessingStatus)."""
+DELIVERY_TITLES = {
+    DeliveryStatus.SENT: "Notification sent",
+    DeliveryStatus.FAILED: "Notification failed",
+}
+"""A notification that was sent or gave up; pending and held ones have not happened yet."""
+TIMELINE_ENDPOINTS = frozenset(
+    {
+        Endpoint.INCOMING_CALL,
+        Endpoint.CALL_STATUS,
+        Endpoint.HANDLE_RECORDING,
+        Endpoint.RECORDING_STATUS,
+    }
+)
+"""The webhooks shown as they came. The others are logged under another sid (a callback's
+staff leg, a message, Twilio's debugger) and shown from their rows: callback attempts
+(crm_ui.callbacks.timeline_entries) and notification deliveries."""
+
+
 def timeline(call: Call) -> list[TimelineEntry]:
-    events = db().scalars(
-        select(WebhookEvent)
-        .where(WebhookEvent.call_sid == call.call_sid)
-        .order_by(WebhookEvent.received_at, WebhookEvent.id)
+    events = list(
+        db().scalars(
+            select(WebhookEvent)
+            .where(WebhookEvent.call_sid == call.call_sid)
+            .order_by(WebhookEvent.received_at, WebhookEvent.id)
+        )
     )
+    taggers = {ct.created_by_id for ct in call.call_tags if ct.created_by_id is not None}
+    users = {u.id: u for u in db().scalars(select(User).where(User.id.in_(taggers or {-1})))}
+    return timeline_of(call, events, _notes(call), users)
+
+
+def timeline_of(
+    call: Call, events: list[WebhookEvent], notes: list[Note], users: dict[int, User]
+) -> list[TimelineEntry]:
+    """The call's timeline, every title and label in the user's language (`_`)."""
     entries: list[TimelineEntry] = []
     for event in events:
         params: dict[str, Any] = event.params or {}
@@ -154,31 +203,40 @@ def timeline(call: Call) -> list[TimelineEntry]:
                 )
             )
         elif event.endpoint == Endpoint.RECORDING_STATUS:
+            recorded = RecordingStatus.parse(param("RecordingStatus"))
+            title = (
+                _(RECORDING_TITLES[recorded])
+                if recorded
+                else _("Recording: {status}", status=param("RecordingStatus") or "?")
+            )
+            code = param("ErrorCode")
             entries.append(
                 TimelineEntry(
-                    event.received_at,
-                    "rec",
-                    _("Recording: {status}", status=param("RecordingStatus") or "?"),
-                    param("ErrorCode") and _("Error {code}", code=param("ErrorCode")),
+                    event.received_at, "rec", title, _("Error {code}", code=code) if code else ""
                 )
             )
-    finished_titles = {
-        ProcessingStatus.READY: _("Transcript ready"),
-        ProcessingStatus.EMPTY: _("No speech in the recording"),
-        ProcessingStatus.FAILED: _("Transcription failed"),
-    }
     for recording in call.recordings:
-        title = finished_titles.get(recording.processing_status)
-        if recording.processing_finished_at and title:
+        finished_title = FINISHED_TITLES.get(recording.processing_status)
+        if recording.processing_finished_at and finished_title:
             finished = recording.processing_finished_at
-            entries.append(TimelineEntry(finished, "text", title, recording.model or ""))
+            model = recording.model or ""
+            entries.append(TimelineEntry(finished, "text", _(finished_title), model))
     for delivery in call.notifications:
         where = f"{_(CHANNEL_NAMES[delivery.channel])} · {delivery.recipient}"
-        if delivery.status is DeliveryStatus.SENT and delivery.sent_at is not None:
-            entries.append(TimelineEntry(delivery.sent_at, "notify", _("Notification sent"), where))
-        elif delivery.status is DeliveryStatus.FAILED:
-            failed_at = delivery.updated_at or delivery.created_at
-            entries.append(TimelineEntry(failed_at, "notify", _("Notification failed"), where))
+        delivery_title = DELIVERY_TITLES.get(delivery.status)
+        at = delivery.sent_at if delivery.status is DeliveryStatus.SENT else delivery.updated_at
+        if delivery_title:
+            entries.append(
+                TimelineEntry(at or delivery.created_at, "notify", _(delivery_title), where)
+            )
+    for note in notes:
+        who = (note.author.name or note.author.email) if note.author else ""
+        entries.append(TimelineEntry(note.created_at, "note", _("Note added"), who))
+    for call_tag in call.call_tags:
+        tagger = users.get(call_tag.created_by_id or -1)
+        who = (tagger.name or tagger.email) if tagger else ""
+        title = _("Tag added: {name}", name=call_tag.tag.name)
+        entries.append(TimelineEntry(call_tag.created_at, "tag", title, who))
     if call.handled_at is not None and not call.follow_up_changes:  # handled before 0008
         who = call.handled_by.email if call.handled_by else ""
         entries.append(TimelineEntry(call.handled_at, "done", _("Marked handled"), who))
@@ -319,8 +377,7 @@ def add_tag(call_sid: str) -> WerkzeugResponse:
     call = call_or_404(call_sid, me())
     form = TagForm()
     if not form.validate_on_submit() or call.business_id is None:
-        flash(_("A tag needs a name of up to 64 characters."), "error")
-        return _back(call, "#tags")
+        return refuse("tag-form", _("A tag needs a name of up to 64 characters."), _page(call))
     name = " ".join((form.name.data or "").split())
     session = db()
     tag = session.scalar(
@@ -351,12 +408,11 @@ def remove_tag(call_sid: str, tag_id: int) -> WerkzeugResponse:
 def add_note(call_sid: str) -> WerkzeugResponse:
     call = call_or_404(call_sid, me())
     form = NoteForm()
-    if form.validate_on_submit():
-        db().add(Note(call_id=call.id, author_id=me().id, body=(form.body.data or "").strip()))
-        db().commit()
-        flash(_("Note saved."), "success")
-    else:
-        flash(_("A note cannot be empty."), "error")
+    if not form.validate_on_submit():
+        return refuse("note-form", _("A note cannot be empty."), _page(call))
+    db().add(Note(call_id=call.id, author_id=me().id, body=(form.body.data or "").strip()))
+    db().commit()
+    flash(_("Note saved."), "success")
     return _back(call, "#notes")
 
 
@@ -383,13 +439,13 @@ def assign(call_sid: str) -> WerkzeugResponse:
     form = AssignForm()
     allowed = {str(u.id): u for u in assignable_users(call)}
     form.assignee.choices = [("", "")] + [(k, k) for k in allowed]
-    if form.validate_on_submit():
-        chosen = allowed.get(form.assignee.data or "")
-        call.assignee_id = chosen.id if chosen else None
-        db().commit()
-        flash(_("Assignee updated."), "success")
-    else:
-        flash(_("That user cannot be assigned to this call."), "error")
+    if not form.validate_on_submit():
+        message = _("That user cannot be assigned to this call.")
+        return refuse("assign-form", message, _page(call))
+    chosen = allowed.get(form.assignee.data or "")
+    call.assignee_id = chosen.id if chosen else None
+    db().commit()
+    flash(_("Assignee updated."), "success")
     return _back(call)
 
 
@@ -410,10 +466,10 @@ def retranscribe(call_sid: str, recording_sid: str) -> WerkzeugResponse:
     except recordings.RetryRefused:
         db().rollback()
         if language is None:
-            flash(_("Only a failed or empty recording can be transcribed again."), "error")
+            message = _("Only a failed or empty recording can be transcribed again.")
         else:
-            flash(_("This recording cannot be transcribed again now."), "error")
-        return _back(call, "#transcript")
+            message = _("This recording cannot be transcribed again now.")
+        return refuse("retranscribe-form", message, _page(call))
     if queued:
         flash(_("Queued for transcription again."), "success")
     else:
@@ -438,8 +494,8 @@ def retry_notification(call_sid: str, delivery_id: int) -> WerkzeugResponse:
         session.commit()  # before queueing: the worker must find it pending
     except deliveries.RetryRefused:
         session.rollback()
-        flash(_("Only a failed notification can be sent again."), "error")
-        return _back(call, "#notifications")
+        message = _("Only a failed notification can be sent again.")
+        return refuse(f"retry-{delivery_id}", message, _page(call))
     try:
         queue_delivery(_redis(), delivery_id)
     except RedisError:

@@ -333,9 +333,9 @@ HEBREW: dict[str, str] = {
     "Attach the MP3 (e-mail)": "לצרף את ה-MP3 (דוא״ל)",
     "Add the rule": "הוספת הכלל",
     "E-mail": "דוא״ל",
-    "SMS": "SMS",
+    "SMS": "מסרון",
     "WhatsApp": "וואטסאפ",
-    "Webhook": "Webhook",
+    "Webhook": "וובהוק",
     "A message was left": "הושארה הודעה",
     "Missed calls (no message)": "שיחות שלא נענו (ללא הודעה)",
     "Every call": "כל שיחה",
@@ -445,4 +445,11 @@ HEBREW: dict[str, str] = {
     "Use minutes, hours such as 08:00-18:00 and days such as sun-thu.": "הזינו דקות, שעות כמו 08:00-18:00 וימים כמו sun-thu.",
     "Callback settings saved.": "הגדרות החזרה נשמרו.",
     "a callback on this call is already under way": "חזרה למתקשר בשיחה הזו כבר מתבצעת",
+    # --- the call's timeline, every entry translated (issue 12)
+    "Recording in progress": "ההקלטה בעיצומה",
+    "Recording completed": "ההקלטה הושלמה",
+    "No recording was made": "לא נוצרה הקלטה",
+    "Recording failed": "ההקלטה נכשלה",
+    "Note added": "נוספה הערה",
+    "Tag added: {name}": "נוספה תגית: {name}",
 }

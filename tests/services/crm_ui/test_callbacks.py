@@ -68,7 +68,8 @@ def test_staff_set_their_phone_and_call_back_or_log_by_hand(
 
     # Through Twilio: the test stack's Twilio is unreachable, so the attempt fails, said so.
     started = client.post(f"/calls/{a.call_sid}/callback", {"csrf_token": token})
-    assert started.status_code == 302 and started.headers["Location"].endswith("#callback")
+    assert started.status_code == 302 and started.headers["Location"].endswith("#callback-start")
+    assert 'id="callback-start-error" role="alert"' in client.get(f"/calls/{a.call_sid}").text
     (attempt,) = attempts_of(a.call_sid)
     assert attempt.status is CallbackStatus.FAILED and attempt.error
     assert attempt.staff_number == "+972545550101"
