@@ -206,6 +206,84 @@ def owns(session: Session, user_id: int, business_id: int) -> bool:
     return role is MembershipRole.OWNER
 
 
+def manages(session: Session, user_id: int, business_id: int) -> bool:
+    """The one rule for managing a business (greetings, numbers, tags, staff, notification
+    rules, callback hours): an admin, or an owner of that business."""
+    user = session.get(User, user_id)
+    if user is None or not user.is_active:
+        return False
+    return user.role == Role.ADMIN.value or owns(session, user_id, business_id)
+
+
+class LastOwner(AccountError):
+    """The change would leave a business that has owners without one."""
+
+
+def _membership(session: Session, business_id: int, user_id: int) -> Membership:
+    row = session.scalar(
+        select(Membership).where(
+            Membership.business_id == business_id, Membership.user_id == user_id
+        )
+    )
+    if row is None:
+        raise AccountError("no such member")
+    return row
+
+
+def _keep_an_owner(session: Session, row: Membership) -> None:
+    """A business's last owner cannot step down or be removed: an owner would otherwise
+    lock themselves (and their business) out of managing it. An admin promotes another
+    member first."""
+    if row.role is not MembershipRole.OWNER:
+        return
+    # Locked, so two owners stepping down at once cannot both pass the count.
+    owners = session.scalars(
+        select(Membership.id)
+        .where(
+            Membership.business_id == row.business_id,
+            Membership.role == MembershipRole.OWNER,
+        )
+        .with_for_update()
+    ).all()
+    if len(owners) <= 1:
+        raise LastOwner("a business keeps at least one owner")
+
+
+def _access_shrank(session: Session, user_id: int) -> None:
+    """End the user's sessions after a membership shrank, so an open session does not keep
+    what was taken away; an admin's access does not depend on memberships."""
+    user = session.get(User, user_id)
+    if user is not None and user.role != Role.ADMIN.value:
+        end_sessions(session, user_id)
+
+
+def set_membership_role(
+    session: Session, business_id: int, user_id: int, role: MembershipRole
+) -> bool:
+    """Make a member an owner or an owner a member of this business only; the user's
+    global role never changes. Returns whether anything changed."""
+    row = _membership(session, business_id, user_id)
+    if row.role is role:
+        return False
+    if role is MembershipRole.MEMBER:
+        _keep_an_owner(session, row)
+        row.role = role
+        _access_shrank(session, user_id)
+    else:
+        row.role = role
+    session.flush()
+    return True
+
+
+def remove_membership(session: Session, business_id: int, user_id: int) -> None:
+    """Take the business away from the user (their other memberships stay)."""
+    row = _membership(session, business_id, user_id)
+    _keep_an_owner(session, row)
+    session.delete(row)
+    _access_shrank(session, user_id)
+    session.flush()
+
+
 def business_ids_for(session: Session, user: User) -> list[int] | None:
     """The businesses a user may see: None means all of them (admin)."""
     if user.role == Role.ADMIN.value:

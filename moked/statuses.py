@@ -182,7 +182,8 @@ class MembershipRole(enum.StrEnum):
     """What a staff member may do in a business (memberships.role)."""
 
     OWNER = "owner"
-    """Also manages the business's notification rules."""
+    """Manages the business: its staff, greetings, numbers, tags and notification rules
+    (moked.accounts.manages)."""
     MEMBER = "member"
 
 

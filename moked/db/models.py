@@ -356,7 +356,7 @@ class Membership(Base):
         default=MembershipRole.MEMBER,
         server_default=MembershipRole.MEMBER.value,
     )
-    """An owner also manages the business's notification rules in the CRM."""
+    """An owner also manages the business in the CRM (moked.accounts.manages)."""
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

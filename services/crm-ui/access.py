@@ -18,6 +18,7 @@ from sqlalchemy.orm import selectinload
 
 from crm_ui.db import db
 from moked.accounts import Role, business_ids_for
+from moked.accounts import manages as _account_manages
 from moked.db.models import Business, Call, CallTag, Recording, User
 
 
@@ -96,6 +97,21 @@ def business_or_404(business_id: int, user: CurrentUser) -> Business:
     business = db().get(Business, business_id)
     if business is None or not user.can_see(business.id):
         abort(404)
+    return business
+
+
+def manages(user: CurrentUser, business_id: int) -> bool:
+    """Whether the user manages the business (moked.accounts.manages: an admin, or one of
+    its owners): staff, greetings, numbers, tags, notification rules, callback hours."""
+    return user.can_see(business_id) and _account_manages(db(), user.id, business_id)
+
+
+def managed_business_or_404(business_id: int, user: CurrentUser) -> Business:
+    """The business for a change: 404 outside the user's businesses (as everywhere), 403
+    for a member who may see it but not manage it."""
+    business = business_or_404(business_id, user)
+    if not manages(user, business.id):
+        abort(403)
     return business
 
 

@@ -1,4 +1,8 @@
-"""Per business: greetings (upload, preview, make active), greeting text, numbers, tags.
+"""Per business: greetings (upload, preview, make active), greeting text, numbers, tags
+and the team.
+
+Admins and the business's owners manage it (crm_ui.access.manages); its other members see
+the page read-only and get 403 on a change; anyone else gets 404, as everywhere.
 
 A greeting is validated as real MP3 audio within the size and duration limits and stored
 under a new versioned name (moked.greetings); making it active points the business at that
@@ -15,18 +19,32 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from sqlalchemy import delete, func, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from crm_ui.access import business_or_404, login_required, me, visible_businesses
+from crm_ui.access import (
+    business_or_404,
+    login_required,
+    managed_business_or_404,
+    manages,
+    me,
+    visible_businesses,
+)
 from crm_ui.db import app_settings, db
 from crm_ui.forms import (
     ActionForm,
     GreetingTextForm,
     GreetingUploadForm,
     MemberForm,
+    MemberRoleForm,
     NumberForm,
     TagForm,
 )
 from crm_ui.i18n import gettext as _
-from moked.accounts import AccountError, add_user
+from moked.accounts import (
+    AccountError,
+    LastOwner,
+    add_user,
+    remove_membership,
+    set_membership_role,
+)
 from moked.businesses import BusinessError, add_number
 from moked.db.models import Business, Call, Membership, PhoneNumber, Tag, User
 from moked.greetings import (
@@ -83,11 +101,6 @@ def _back(business: Business, anchor: str = "") -> WerkzeugResponse:
     return redirect(url_for("businesses.show", business_id=business.id) + anchor)
 
 
-def _require_admin() -> None:
-    if not me().is_admin:
-        abort(403)
-
-
 @bp.get("/businesses")
 @login_required
 def index() -> str:
@@ -111,22 +124,32 @@ def show(business_id: int) -> str:
     return _render(business_or_404(business_id, me()))
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    email: str
+    name: str | None
+    admin: bool
+    role: MembershipRole
+
+
+def _members(business: Business) -> list[Member]:
+    rows = db().execute(
+        select(User.id, User.email, User.name, User.role, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.business_id == business.id)
+        .order_by(User.email)
+    )
+    return [
+        Member(id=uid, email=email, name=name, admin=role == "admin", role=membership)
+        for uid, email, name, role, membership in rows
+    ]
+
+
 def _render(business: Business, **extra: object) -> str:
-    members = list(
-        db().scalars(
-            select(User)
-            .join(Membership, Membership.user_id == User.id)
-            .where(Membership.business_id == business.id)
-            .order_by(User.email)
-        )
-    )
-    owners = set(
-        db().scalars(
-            select(Membership.user_id).where(
-                Membership.business_id == business.id, Membership.role == MembershipRole.OWNER
-            )
-        )
-    )
+    """The business page; `errors` maps a form ("number", "member", "team") to its error, shown
+    beside that form."""
+    members = _members(business)
     tags = list(db().scalars(select(Tag).where(Tag.business_id == business.id).order_by(Tag.name)))
     text_form = GreetingTextForm()
     text_form.text.data = business.greeting_text or ""
@@ -140,20 +163,20 @@ def _render(business: Business, **extra: object) -> str:
         tag_form=TagForm(),
         action_form=ActionForm(),
         members=members,
-        owners=owners,
         tags=tags,
         max_mb=MAX_GREETING_BYTES // (1024 * 1024),
         max_seconds=int(MAX_GREETING_SECONDS),
         default_text=app_settings().default_greeting_text,
         member_form=MemberForm(),
-        **{"new_member": None, **extra},
+        can_manage=manages(me(), business.id),
+        **{"new_member": None, "errors": {}, **extra},
     )
 
 
 @bp.post("/businesses/<int:business_id>/greetings")
 @login_required
 def upload_greeting(business_id: int) -> WerkzeugResponse:
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
     form = GreetingUploadForm()
     if not form.validate_on_submit():
         flash(_("Choose an MP3 file to upload."), "error")
@@ -190,7 +213,7 @@ def upload_greeting(business_id: int) -> WerkzeugResponse:
 @bp.post("/businesses/<int:business_id>/greetings/<name>/activate")
 @login_required
 def activate_greeting(business_id: int, name: str) -> WerkzeugResponse:
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
     ActionForm()
     path = app_settings().greetings_dir / name
     own = is_safe_name(name) and name.startswith(f"business_{business.id}_")
@@ -206,7 +229,7 @@ def activate_greeting(business_id: int, name: str) -> WerkzeugResponse:
 @login_required
 def delete_greeting(business_id: int, name: str) -> WerkzeugResponse:
     """Remove a stored version that is not active (the active one cannot be deleted)."""
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
     path = app_settings().greetings_dir / name
     own = is_safe_name(name) and name.startswith(f"business_{business.id}_")
     if not own or not path.exists():
@@ -222,7 +245,7 @@ def delete_greeting(business_id: int, name: str) -> WerkzeugResponse:
 @bp.post("/businesses/<int:business_id>/greetings/deactivate")
 @login_required
 def deactivate_greeting(business_id: int) -> WerkzeugResponse:
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
     business.greeting_file = None
     db().commit()
     flash(_("No MP3 is active: callers hear the greeting text."), "info")
@@ -232,7 +255,7 @@ def deactivate_greeting(business_id: int) -> WerkzeugResponse:
 @bp.post("/businesses/<int:business_id>/greeting-text")
 @login_required
 def greeting_text(business_id: int) -> WerkzeugResponse:
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
     form = GreetingTextForm()
     if form.validate_on_submit():
         business.greeting_text = " ".join((form.text.data or "").split()) or None
@@ -245,31 +268,37 @@ def greeting_text(business_id: int) -> WerkzeugResponse:
 
 @bp.post("/businesses/<int:business_id>/numbers")
 @login_required
-def add_phone_number(business_id: int) -> WerkzeugResponse:
-    _require_admin()
-    business = business_or_404(business_id, me())
+def add_phone_number(business_id: int) -> WerkzeugResponse | tuple[str, int]:
+    business = managed_business_or_404(business_id, me())
     form = NumberForm()
-    if form.validate_on_submit():
-        try:
-            number = add_number(db(), business, form.number.data or "")
-            db().commit()
-            flash(_("Number {number} added.", number=number.e164), "success")
-        except InvalidPhoneNumber:
-            db().rollback()
-            flash(_("That is not a valid phone number."), "error")
-        except BusinessError:
-            db().rollback()
-            flash(_("That number already belongs to another business."), "error")
-    else:
-        flash(_("Enter a phone number."), "error")
+    if not form.validate_on_submit():
+        return _refused(business, "number", _("Enter a phone number."))
+    try:
+        number = add_number(db(), business, form.number.data or "")
+    except InvalidPhoneNumber:
+        db().rollback()
+        return _refused(business, "number", _("That is not a valid phone number."))
+    except BusinessError:
+        # Never which business: an owner learns only that the number is taken.
+        db().rollback()
+        return _refused(business, "number", _("That number already belongs to another business."))
+    db().commit()
+    flash(_("Number {number} added.", number=number.e164), "success")
     return _back(business, "#numbers")
+
+
+def _refused(business: Business, form: str, message: str) -> tuple[str, int]:
+    """The page again with the error beside the form that caused it (not at the top)."""
+    db().rollback()
+    db().refresh(business)
+    return _render(business, errors={form: message}), 400
 
 
 @bp.post("/businesses/<int:business_id>/numbers/<int:number_id>/delete")
 @login_required
 def remove_phone_number(business_id: int, number_id: int) -> WerkzeugResponse:
-    _require_admin()
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
+    ActionForm()
     number = db().get(PhoneNumber, number_id)
     if number is None or number.business_id != business.id:
         abort(404)
@@ -283,7 +312,7 @@ def remove_phone_number(business_id: int, number_id: int) -> WerkzeugResponse:
 @bp.post("/businesses/<int:business_id>/tags")
 @login_required
 def add_tag(business_id: int) -> WerkzeugResponse:
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
     form = TagForm()
     if form.validate_on_submit():
         name = " ".join((form.name.data or "").split())
@@ -300,7 +329,7 @@ def add_tag(business_id: int) -> WerkzeugResponse:
 @bp.post("/businesses/<int:business_id>/tags/<int:tag_id>/delete")
 @login_required
 def remove_tag(business_id: int, tag_id: int) -> WerkzeugResponse:
-    business = business_or_404(business_id, me())
+    business = managed_business_or_404(business_id, me())
     db().execute(delete(Tag).where(Tag.id == tag_id, Tag.business_id == business.id))
     db().commit()
     return _back(business, "#tags")
@@ -309,39 +338,74 @@ def remove_tag(business_id: int, tag_id: int) -> WerkzeugResponse:
 @bp.post("/businesses/<int:business_id>/members")
 @login_required
 def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
-    """Admin: give a person access; a new person gets a staff account and a password,
-    shown once in this response (never in a flash or the session cookie)."""
-    _require_admin()
-    business = business_or_404(business_id, me())
+    """Give a person access (admins and owners); a new person gets a staff account and a
+    password, shown once in this response (never in a flash or the session cookie)."""
+    business = managed_business_or_404(business_id, me())
     form = MemberForm()
     if not form.validate_on_submit():
-        flash(_("Enter an e-mail address."), "error")
-        return _back(business, "#team")
+        return _refused(business, "member", _("Enter an e-mail address."))
+    owner = form.role.data == MembershipRole.OWNER.value
     session = db()
     try:
-        # The CLI's rule: no role given, so a new person is staff and an admin stays admin.
-        added = add_user(session, form.email.data or "", business=str(business.id))
+        # No global role is given: a new person is staff, anyone else keeps theirs (an
+        # owner can never make or unmake an admin). Only this business's membership.
+        added = add_user(session, form.email.data or "", business=str(business.id), owner=owner)
         session.commit()
     except AccountError:
-        session.rollback()
-        flash(_("That is not a valid e-mail address."), "error")
-        return _back(business, "#team")
+        return _refused(business, "member", _("That is not a valid e-mail address."))
     if not added.created:
         flash(_("{email} can now see this business.", email=added.email), "success")
         return _back(business, "#team")
     return _render(business, new_member=added), 201
 
 
+@bp.post("/businesses/<int:business_id>/members/<int:user_id>/role")
+@login_required
+def member_role(business_id: int, user_id: int) -> WerkzeugResponse | tuple[str, int]:
+    """Owner ↔ member in this business; a demoted owner's sessions end (less access)."""
+    business = managed_business_or_404(business_id, me())
+    form = MemberRoleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    session = db()
+    try:
+        changed = set_membership_role(session, business.id, user_id, MembershipRole(form.role.data))
+        session.commit()
+    except LastOwner:
+        return _refused(
+            business,
+            "team",
+            _("A business keeps at least one owner: make someone else an owner first."),
+        )
+    except AccountError:
+        session.rollback()
+        abort(404)  # not a member of this business
+    if changed:
+        flash(_("Role changed."), "success")
+    return _back(business, "#team")
+
+
 @bp.post("/businesses/<int:business_id>/members/<int:user_id>/remove")
 @login_required
-def remove_member(business_id: int, user_id: int) -> WerkzeugResponse:
-    _require_admin()
-    business = business_or_404(business_id, me())
-    db().execute(
-        delete(Membership).where(
-            Membership.business_id == business.id, Membership.user_id == user_id
+def remove_member(business_id: int, user_id: int) -> WerkzeugResponse | tuple[str, int]:
+    """Take this business away from the person; their sessions end so an open one stops
+    seeing it at once."""
+    business = managed_business_or_404(business_id, me())
+    ActionForm()
+    session = db()
+    try:
+        remove_membership(session, business.id, user_id)
+        session.commit()
+    except LastOwner:
+        return _refused(
+            business,
+            "team",
+            _("A business keeps at least one owner: make someone else an owner first."),
         )
-    )
-    db().commit()
+    except AccountError:
+        session.rollback()
+        abort(404)
     flash(_("Access removed."), "info")
+    if user_id == me().id:
+        return redirect(url_for("businesses.index"))
     return _back(business, "#team")

@@ -16,14 +16,14 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from crm_ui.access import business_or_404, call_or_404, login_required, me
+from crm_ui.access import call_or_404, login_required, managed_business_or_404, me
 from crm_ui.db import app_settings, db
 from crm_ui.feedback import refuse
 from crm_ui.forms import ActionForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import TimelineEntry, phone
 from moked import callback_wait, callbacks, followup
-from moked.accounts import AccountError, owns, set_phone
+from moked.accounts import AccountError, set_phone
 from moked.db.models import Call, User
 from moked.statuses import CALLBACK_OUTCOMES, CallbackStatus, FollowUp
 
@@ -208,9 +208,7 @@ def set_account_phone() -> WerkzeugResponse:
 def business_hours(business_id: int) -> WerkzeugResponse:
     """How soon the business calls back, and its hours (the CallbacksOverdue alert)."""
     ActionForm()
-    business = business_or_404(business_id, me())
-    if not me().is_admin and not owns(db(), me().id, business.id):
-        abort(403)
+    business = managed_business_or_404(business_id, me())
     limit = (request.form.get("limit") or "").strip()
     try:
         callback_wait.set_hours(

@@ -28,7 +28,7 @@ from sqlalchemy import delete, func, or_, select
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui import callbacks as callback_page
-from crm_ui.access import CurrentUser, call_or_404, login_required, me, recording_or_404
+from crm_ui.access import CurrentUser, call_or_404, login_required, manages, me, recording_or_404
 from crm_ui.db import app_settings, db
 from crm_ui.feedback import refuse
 from crm_ui.forms import ActionForm, AssignForm, NoteForm, TagForm
@@ -43,7 +43,7 @@ from crm_ui.present import (
 )
 from crm_ui.queries import search_terms
 from moked import followup, recordings
-from moked.accounts import Role, owns
+from moked.accounts import Role
 from moked.db.models import (
     Call,
     CallTag,
@@ -311,7 +311,7 @@ def _sees_delivery_errors(call: Call) -> bool:
     user = me()
     if user.is_admin:
         return True
-    return call.business_id is not None and owns(db(), user.id, call.business_id)
+    return call.business_id is not None and manages(user, call.business_id)
 
 
 @bp.get("/calls/<call_sid>/live")

@@ -16,7 +16,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from moked.statuses import Channel, NotifyWhen
+from moked.statuses import Channel, MembershipRole, NotifyWhen
 
 
 class FlaskForm(_FlaskForm):  # type: ignore[misc]
@@ -76,8 +76,18 @@ class TokenForm(FlaskForm):
     label = StringField("Label", validators=[Optional(), Length(max=200)])
 
 
+_MEMBERSHIP_ROLES = [role.value for role in MembershipRole]
+
+
 class MemberForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254), no_control_characters])
+    role = SelectField("Role", choices=_MEMBERSHIP_ROLES, default=MembershipRole.MEMBER.value)
+
+
+class MemberRoleForm(FlaskForm):
+    """A member's role in one business (never the user's global role)."""
+
+    role = SelectField("Role", choices=_MEMBERSHIP_ROLES, validators=[DataRequired()])
 
 
 class NotificationRuleForm(FlaskForm):

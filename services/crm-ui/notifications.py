@@ -14,12 +14,11 @@ from collections.abc import Callable
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from crm_ui.access import business_or_404, login_required, me
+from crm_ui.access import business_or_404, login_required, managed_business_or_404, manages, me
 from crm_ui.db import app_settings, db
 from crm_ui.forms import ActionForm, NotificationRuleForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import CHANNEL_NAMES
-from moked.accounts import owns
 from moked.db.models import Business, NotificationRule
 from moked.notify import alerts, quiet_hours, rules
 from moked.notify.channels import DeliveryFailed, Envelope
@@ -81,17 +80,8 @@ def rule_error(message: str) -> str:
     return message
 
 
-def may_manage(business: Business) -> bool:
-    """Admins, and the owners of the business."""
-    user = me()
-    return user.is_admin or owns(db(), user.id, business.id)
-
-
 def _manageable(business_id: int) -> Business:
-    business = business_or_404(business_id, me())  # 404 outside the user's businesses
-    if not may_manage(business):
-        abort(403)
-    return business
+    return managed_business_or_404(business_id, me())  # 404 outside, 403 for a member
 
 
 def _back(business: Business) -> WerkzeugResponse:
@@ -105,7 +95,7 @@ def _render(business: Business, form: NotificationRuleForm, **extra: object) -> 
         rules=rules.rules_of(db(), business.id),
         form=form,
         action_form=ActionForm(),
-        can_manage=may_manage(business),
+        can_manage=manages(me(), business.id),
         channel_labels=CHANNEL_NAMES,
         when_labels=WHEN_LABELS,
         describe_quiet=quiet_hours.describe,

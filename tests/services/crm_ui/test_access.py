@@ -357,7 +357,7 @@ def test_admin_manages_the_team_of_a_business(
         newcomer.post(f"{page}/members", {"csrf_token": token, "email": "x@y.test"}).status_code
         == 403
     )
-    # Access removed: B's call is 404 again, on the next request.
+    # Access removed.
     user_id = re.search(
         rf"/members/(\d+)/remove[^>]*>\s*<input[^>]*>\s*<button[^>]*{re.escape(email)}",
         admin.get(page).text,
@@ -367,4 +367,7 @@ def test_admin_manages_the_team_of_a_business(
         f"{page}/members/{user_id.group(1)}/remove", {"csrf_token": admin.csrf(page)}
     )
     assert removed.status_code == 302
+    # Their sessions ended with the access, and signed in again B's call is not theirs.
+    assert newcomer.get(f"/calls/{calls[1].call_sid}").status_code == 302
+    assert newcomer.login(email, match.group(1)).status_code == 302
     assert newcomer.get(f"/calls/{calls[1].call_sid}").status_code == 404

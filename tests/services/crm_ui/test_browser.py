@@ -12,6 +12,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from moked.accounts import add_user
 from moked.db.models import Business, Recording
 from moked.db.session import session_scope
 from moked.greetings import synthesize_mp3
@@ -210,7 +211,10 @@ def test_upload_greeting_and_incoming_call_plays_it(
     tenant = tenants[1]
     mp3 = tmp_path / "greeting.mp3"
     mp3.write_bytes(synthesize_mp3(f"shalom {secrets.token_hex(2)}", "he"))
-    login(page, stack.base, tenant.staff_email)
+    owner = f"owner-{secrets.token_hex(4)}@beta.test"  # owners manage greetings
+    with session_scope() as session:
+        add_user(session, owner, business=str(tenant.business.id), owner=True, password=PASSWORD)
+    login(page, stack.base, owner)
     page.goto(f"{stack.base}/businesses/{tenant.business.id}")
 
     # Not audio: refused with a readable Hebrew reason.

@@ -33,7 +33,15 @@ def fresh_business(stack: StackUnderTest, **spec: object) -> tuple[Business, str
         _ = business.numbers
         session.expunge(business)
         email = f"staff-{secrets.token_hex(3)}@gamma.test"
-        add_user(session, email, role=Role.STAFF, business=str(business.id), password=PASSWORD)
+        # An owner: owners manage the business's greetings.
+        add_user(
+            session,
+            email,
+            role=Role.STAFF,
+            business=str(business.id),
+            password=PASSWORD,
+            owner=True,
+        )
     return business, email
 
 

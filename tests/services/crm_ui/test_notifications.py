@@ -132,7 +132,8 @@ def test_an_admin_adds_email_and_webhook_rules_and_a_bad_one_is_refused(
     team = business_page.split('id="team"', 1)[1]
     owner_item = team.split(tenant.owner, 1)[1].split("</li>", 1)[0]
     member_item = team.split(tenant.member, 1)[1].split("</li>", 1)[0]
-    assert "בעלים" in owner_item and "בעלים" not in member_item
+    assert '<span class="role">בעלים</span>' in owner_item
+    assert '<span class="role">בעלים</span>' not in member_item
     assert "אף אחד עדיין לא מקבל התראות." in client.get(page).get_data(as_text=True)
 
     email = client.post(
