@@ -28,6 +28,7 @@ from crm_ui.access import (
     visible_businesses,
 )
 from crm_ui.db import app_settings, db
+from crm_ui.feedback import refuse
 from crm_ui.forms import (
     ActionForm,
     GreetingTextForm,
@@ -147,8 +148,6 @@ def _members(business: Business) -> list[Member]:
 
 
 def _render(business: Business, **extra: object) -> str:
-    """The business page; `errors` maps a form ("number", "member", "team") to its error, shown
-    beside that form."""
     members = _members(business)
     tags = list(db().scalars(select(Tag).where(Tag.business_id == business.id).order_by(Tag.name)))
     text_form = GreetingTextForm()
@@ -169,7 +168,7 @@ def _render(business: Business, **extra: object) -> str:
         default_text=app_settings().default_greeting_text,
         member_form=MemberForm(),
         can_manage=manages(me(), business.id),
-        **{"new_member": None, "errors": {}, **extra},
+        **{"new_member": None, **extra},
     )
 
 
@@ -268,30 +267,31 @@ def greeting_text(business_id: int) -> WerkzeugResponse:
 
 @bp.post("/businesses/<int:business_id>/numbers")
 @login_required
-def add_phone_number(business_id: int) -> WerkzeugResponse | tuple[str, int]:
+def add_phone_number(business_id: int) -> WerkzeugResponse:
     business = managed_business_or_404(business_id, me())
     form = NumberForm()
     if not form.validate_on_submit():
-        return _refused(business, "number", _("Enter a phone number."))
+        return _refused(business, "number-form", _("Enter a phone number."))
     try:
         number = add_number(db(), business, form.number.data or "")
     except InvalidPhoneNumber:
         db().rollback()
-        return _refused(business, "number", _("That is not a valid phone number."))
+        return _refused(business, "number-form", _("That is not a valid phone number."))
     except BusinessError:
         # Never which business: an owner learns only that the number is taken.
         db().rollback()
-        return _refused(business, "number", _("That number already belongs to another business."))
+        return _refused(
+            business, "number-form", _("That number already belongs to another business.")
+        )
     db().commit()
     flash(_("Number {number} added.", number=number.e164), "success")
     return _back(business, "#numbers")
 
 
-def _refused(business: Business, form: str, message: str) -> tuple[str, int]:
-    """The page again with the error beside the form that caused it (not at the top)."""
+def _refused(business: Business, form_id: str, message: str) -> WerkzeugResponse:
+    """Back to the page, the error inside the form (or section) that caused it."""
     db().rollback()
-    db().refresh(business)
-    return _render(business, errors={form: message}), 400
+    return refuse(form_id, message, url_for("businesses.show", business_id=business.id))
 
 
 @bp.post("/businesses/<int:business_id>/numbers/<int:number_id>/delete")
@@ -343,7 +343,7 @@ def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
     business = managed_business_or_404(business_id, me())
     form = MemberForm()
     if not form.validate_on_submit():
-        return _refused(business, "member", _("Enter an e-mail address."))
+        return _refused(business, "member-form", _("Enter an e-mail address."))
     owner = form.role.data == MembershipRole.OWNER.value
     session = db()
     try:
@@ -352,7 +352,7 @@ def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
         added = add_user(session, form.email.data or "", business=str(business.id), owner=owner)
         session.commit()
     except AccountError:
-        return _refused(business, "member", _("That is not a valid e-mail address."))
+        return _refused(business, "member-form", _("That is not a valid e-mail address."))
     if not added.created:
         flash(_("{email} can now see this business.", email=added.email), "success")
         return _back(business, "#team")
@@ -361,7 +361,7 @@ def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
 
 @bp.post("/businesses/<int:business_id>/members/<int:user_id>/role")
 @login_required
-def member_role(business_id: int, user_id: int) -> WerkzeugResponse | tuple[str, int]:
+def member_role(business_id: int, user_id: int) -> WerkzeugResponse:
     """Owner ↔ member in this business; a demoted owner's sessions end (less access)."""
     business = managed_business_or_404(business_id, me())
     form = MemberRoleForm()
@@ -387,7 +387,7 @@ def member_role(business_id: int, user_id: int) -> WerkzeugResponse | tuple[str,
 
 @bp.post("/businesses/<int:business_id>/members/<int:user_id>/remove")
 @login_required
-def remove_member(business_id: int, user_id: int) -> WerkzeugResponse | tuple[str, int]:
+def remove_member(business_id: int, user_id: int) -> WerkzeugResponse:
     """Take this business away from the person; their sessions end so an open one stops
     seeing it at once."""
     business = managed_business_or_404(business_id, me())
