@@ -2,8 +2,9 @@
 
 GET /api/v1/calls           filters as in the inbox (business, from, to, status,
                             processing, tag, handled, kind=voicemail|missed, follow_up,
-                            q), page and per_page; a value no filter can take
-                            is a 400 {"error", "message"}
+                            view=all|open|mine|unassigned (default all), q), page and
+                            per_page; a value no filter can take is a 400 {"error",
+                            "message"}
 GET /api/v1/calls/<CallSid> one call; 404 outside the token's businesses
 POST /api/v1/calls/<CallSid>/callback      Twilio rings the token owner's phone, then the
                             caller: 201 {"attempt_id", "status"}; 422 {"error", "message"}

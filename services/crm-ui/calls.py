@@ -96,7 +96,10 @@ def _back(call: Call, anchor: str = "") -> WerkzeugResponse:
     return redirect(_page(call) + anchor)
 
 
-def assignable_users(call: Call) -> list[User]:
+def assignable_users(*business_ids: int | None) -> list[User]:
+    """Who may be assigned a call of any of these businesses: active admins and the
+    businesses' members."""
+    known = [b for b in business_ids if b is not None]
     query = (
         select(User)
         .where(User.is_active.is_(True))
@@ -104,7 +107,7 @@ def assignable_users(call: Call) -> list[User]:
             or_(
                 User.role == Role.ADMIN.value,
                 User.id.in_(
-                    select(Membership.user_id).where(Membership.business_id == call.business_id)
+                    select(Membership.user_id).where(Membership.business_id.in_(known or [-1]))
                 ),
             )
         )
@@ -143,6 +146,39 @@ TIMELINE_ENDPOINTS = frozenset(
 """The webhooks shown as they came. The others are logged under another sid (a callback's
 staff leg, a message, Twilio's debugger) and shown from their rows: callback attempts
 (crm_ui.callbacks.timeline_entries) and notification deliveries."""
+
+
+def tag_call(call: Call, name: str, user_id: int) -> Tag:
+    """Give the call its business's tag `name` (any case; made if new), once. The caller
+    checked the user may change the call and commits."""
+    assert call.business_id is not None
+    session = db()
+    tag = session.scalar(
+        select(Tag).where(Tag.business_id == call.business_id, func.lower(Tag.name) == name.lower())
+    )
+    if tag is None:
+        tag = Tag(business_id=call.business_id, name=name)
+        session.add(tag)
+        session.flush()
+    if not any(ct.tag_id == tag.id for ct in call.call_tags):
+        session.add(CallTag(call_id=call.id, tag_id=tag.id, created_by_id=user_id))
+    return tag
+
+
+def tag_name(raw: str | None) -> str:
+    """A tag as staff typed it, its spaces tidied."""
+    return " ".join((raw or "").split())
+
+
+def assign_call(call: Call, assignee: User | None) -> bool:
+    """Assign the call to `assignee` (None: nobody). False, and nothing changed, when the
+    assignee may not see the call's business (`assignable_users`)."""
+    if assignee is not None and assignee.id not in {
+        u.id for u in assignable_users(call.business_id)
+    }:
+        return False
+    call.assignee_id = assignee.id if assignee is not None else None
+    return True
 
 
 def timeline(call: Call) -> list[TimelineEntry]:
@@ -266,7 +302,7 @@ def _business_tags(call: Call) -> list[str]:
 def show(call_sid: str) -> str:
     call = call_or_404(call_sid, me())
     assign = AssignForm()
-    users = assignable_users(call)
+    users = assignable_users(call.business_id)
     assign.assignee.choices = [("", _("Nobody"))] + [(str(u.id), u.name or u.email) for u in users]
     assign.assignee.data = str(call.assignee_id or "")
     return render_template(
@@ -378,18 +414,8 @@ def add_tag(call_sid: str) -> WerkzeugResponse:
     form = TagForm()
     if not form.validate_on_submit() or call.business_id is None:
         return refuse("tag-form", _("A tag needs a name of up to 64 characters."), _page(call))
-    name = " ".join((form.name.data or "").split())
-    session = db()
-    tag = session.scalar(
-        select(Tag).where(Tag.business_id == call.business_id, func.lower(Tag.name) == name.lower())
-    )
-    if tag is None:
-        tag = Tag(business_id=call.business_id, name=name)
-        session.add(tag)
-        session.flush()
-    if not any(ct.tag_id == tag.id for ct in call.call_tags):
-        session.add(CallTag(call_id=call.id, tag_id=tag.id, created_by_id=me().id))
-    session.commit()
+    tag = tag_call(call, tag_name(form.name.data), me().id)
+    db().commit()
     flash(_("Tag “{name}” added.", name=tag.name), "success")
     return _back(call, "#tags")
 
@@ -437,13 +463,12 @@ def toggle_handled(call_sid: str) -> WerkzeugResponse:
 def assign(call_sid: str) -> WerkzeugResponse:
     call = call_or_404(call_sid, me())
     form = AssignForm()
-    allowed = {str(u.id): u for u in assignable_users(call)}
+    allowed = {str(u.id): u for u in assignable_users(call.business_id)}
     form.assignee.choices = [("", "")] + [(k, k) for k in allowed]
     if not form.validate_on_submit():
         message = _("That user cannot be assigned to this call.")
         return refuse("assign-form", message, _page(call))
-    chosen = allowed.get(form.assignee.data or "")
-    call.assignee_id = chosen.id if chosen else None
+    assign_call(call, allowed.get(form.assignee.data or ""))
     db().commit()
     flash(_("Assignee updated."), "success")
     return _back(call)

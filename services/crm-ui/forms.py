@@ -53,6 +53,15 @@ class AssignForm(FlaskForm):
     assignee = SelectField("Assignee", choices=[], validate_choice=True)
 
 
+class BulkForm(FlaskForm):
+    """The inbox's bulk bar: one operation on the checked calls (`call_sid`, read as a
+    list by crm_ui.inbox.bulk)."""
+
+    operation = SelectField("Operation", choices=["resolve", "assign", "tag"], validate_choice=True)
+    assignee = StringField("Assign to", validators=[Optional(), Length(max=12)])
+    tag = StringField("Tag", validators=[Optional(), Length(max=64), no_control_characters])
+
+
 class GreetingUploadForm(FlaskForm):
     file = FileField("MP3 file", validators=[FileRequired()])
     activate = BooleanField("Make it active now", default=True)

@@ -8,14 +8,15 @@ substring (ILIKE, served by the pg_trgm GIN index), so Hebrew works without stem
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select
 from werkzeug.datastructures import MultiDict
 
-from crm_ui.access import CurrentUser, scope_calls
+from crm_ui.access import CurrentUser, scope_calls, visible_businesses
 from crm_ui.db import db
 from crm_ui.present import zone
 from moked.calls import call_loading
@@ -64,6 +65,42 @@ BAD_PAGE = "The page number must be a whole number from 1 to 100000."
 BAD_PER_PAGE = "The number of calls per page must be a whole number from 1 to 100."
 BAD_BUSINESS = "The business filter is not a valid business."
 
+
+class InboxView(enum.StrEnum):
+    """The inbox's saved views (`?view=`): which part of the work a receptionist looks at.
+
+    Open work is a call whose follow-up is open (`FollowUp.is_open`: not resolved) and
+    that was not blocked: a blocked caller's call was rejected on purpose (no message, no
+    alert) and is kept for the record, not to be called back, so only All shows it.
+    """
+
+    MINE = "mine"
+    """Open and assigned to me."""
+    UNASSIGNED = "unassigned"
+    """Open and assigned to nobody."""
+    OPEN = "open"
+    ALL = "all"
+    """Every call, resolved and blocked ones too."""
+
+    @classmethod
+    def parse(cls, value: str, default: InboxView) -> InboxView:
+        """The view named in a query string; `default` for a missing or unknown one."""
+        try:
+            return cls(value)
+        except ValueError:
+            return default
+
+
+VIEW_LABELS = {
+    InboxView.MINE: "Mine",
+    InboxView.UNASSIGNED: "Unassigned",
+    InboxView.OPEN: "Open calls",
+    InboxView.ALL: "All",
+}
+"""The views' tab labels (message ids), in the order the tabs show ("Open" alone is a
+call's state, singular in Hebrew)."""
+OPEN_FOLLOW_UPS = tuple(state for state in FollowUp if state.is_open)
+
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
 """ASCII digits only: str.isdigit() accepts "²", which int() then refuses."""
 
@@ -109,16 +146,21 @@ class CallFilters:
     kind: str | None = None
     """voicemail (the caller left a message) or missed (they left nothing)."""
     follow_up: FollowUp | None = None
+    view: InboxView = InboxView.ALL
+    """The saved view; the inbox opens on Open, the API and the CSV on All."""
     q: str = ""
     page: int = 1
     per_page: int = PER_PAGE
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_args(cls, args: Any, *, per_page: int = PER_PAGE) -> CallFilters:
-        """The filters in a query string. A value that cannot be a filter is dropped and
-        its reason kept in `errors` (the callers answer 400 and `list_calls` finds
-        nothing), so no hostile value (a NUL, a page past any integer) reaches Postgres."""
+    def from_args(
+        cls, args: Any, *, per_page: int = PER_PAGE, view: InboxView = InboxView.ALL
+    ) -> CallFilters:
+        """The filters in a query string (`view`: the view when none is named). A value
+        that cannot be a filter is dropped and its reason kept in `errors` (the callers
+        answer 400 and `list_calls` finds nothing), so no hostile value (a NUL, a page
+        past any integer) reaches Postgres."""
         errors: list[str] = []
         if _has_nul(args):
             errors.append(NUL_IN_QUERY)
@@ -148,6 +190,7 @@ class CallFilters:
             assignee=assignee if assignee in ("me", "none") else None,
             kind=kind if kind in CALL_KINDS else None,
             follow_up=FollowUp(follow_up) if follow_up in set(FollowUp) else None,
+            view=InboxView.parse(arg("view"), view),
             q=arg("q")[:200],
             page=_number(arg("page"), 1, MAX_PAGE, BAD_PAGE, errors) or 1,
             per_page=chosen_per_page or per_page,
@@ -155,8 +198,10 @@ class CallFilters:
         )
 
     def as_args(self, **changes: Any) -> dict[str, Any]:
-        """Query-string arguments for links (pagination keeps the filters)."""
+        """Query-string arguments for links (pagination keeps the filters). The view is
+        always named: the inbox and the CSV export have different defaults."""
         values = {
+            "view": self.view.value,
             "business": self.business_id,
             "from": self.date_from.isoformat() if self.date_from else None,
             "to": self.date_to.isoformat() if self.date_to else None,
@@ -175,12 +220,17 @@ class CallFilters:
 
     @property
     def active(self) -> bool:
-        return bool(set(self.as_args()) - {"page"})
+        """Filters or search words in use (the view is no filter: "Clear" keeps it)."""
+        return bool(set(self.as_args()) - {"page", "view"})
 
     @property
     def filter_count(self) -> int:
-        """Filters in use besides the search words."""
-        return len(set(self.as_args()) - {"page", "q"})
+        """Filters in use besides the search words and the view."""
+        return len(set(self.as_args()) - {"page", "q", "view"})
+
+    def with_view(self, view: InboxView) -> CallFilters:
+        """The same filters in another view (first page)."""
+        return replace(self, view=view, page=1, errors=list(self.errors))
 
 
 @dataclass
@@ -199,15 +249,36 @@ def _sort_key() -> Any:
     return call_time()  # the expression the inbox indexes are built on
 
 
-def filtered_calls(filters: CallFilters, user: CurrentUser) -> Select[Call]:
-    query = scope_calls(select(Call), user)
-    if filters.business_id is not None:
-        query = query.where(Call.business_id == filters.business_id)
-    tz = zone(None)
+def in_view(query: Select[Call], view: InboxView, user: CurrentUser) -> Select[Call]:
+    """`query` narrowed to the calls of `view` (see InboxView)."""
+    if view is InboxView.ALL:
+        return query
+    query = query.where(Call.follow_up.in_(OPEN_FOLLOW_UPS), Call.blocked.is_(False))
+    if view is InboxView.MINE:
+        query = query.where(Call.assignee_id == user.id)
+    elif view is InboxView.UNASSIGNED:
+        query = query.where(Call.assignee_id.is_(None))
+    return query
+
+
+def filters_zone(filters: CallFilters, user: CurrentUser) -> dt.tzinfo:
+    """The zone whose days the date filters and the day/week counts mean: the filtered
+    business's; without a business filter, the first business the user sees (by name;
+    a receptionist's businesses share Israel's zone), else DEFAULT_TIMEZONE."""
+    business: Business | None = None
     if filters.business_id is not None:
         business = db().get(Business, filters.business_id)
-        if business is not None:
-            tz = zone(business.timezone)
+    else:
+        visible = visible_businesses(user)
+        business = visible[0] if visible else None
+    return zone(business.timezone if business is not None else None)
+
+
+def filtered_calls(filters: CallFilters, user: CurrentUser) -> Select[Call]:
+    query = in_view(scope_calls(select(Call), user), filters.view, user)
+    if filters.business_id is not None:
+        query = query.where(Call.business_id == filters.business_id)
+    tz = filters_zone(filters, user) if filters.date_from or filters.date_to else zone(None)
     if filters.date_from is not None:
         start = dt.datetime.combine(filters.date_from, dt.time.min, tzinfo=tz)
         query = query.where(_sort_key() >= start)
@@ -283,22 +354,45 @@ def list_calls(filters: CallFilters, user: CurrentUser) -> CallPage:
 
 @dataclass(frozen=True, slots=True)
 class InboxStats:
+    """The numbers above the inbox: what the active filters and view select."""
+
     open: int
     today: int
     today_iso: str
+    week: int
+    week_iso: str
+    """The first day (Sunday, as in Israel) of the current week."""
     pending: int
     failed: int
+    views: dict[InboxView, int]
+    """Each saved view's count under the same filters."""
 
 
-def inbox_stats(user: CurrentUser) -> InboxStats:
-    """The numbers above the inbox, over every business the user sees."""
-    today = dt.datetime.now(zone(None)).date()
-    start = dt.datetime.combine(today, dt.time.min, tzinfo=zone(None))
+def week_start(day: dt.date) -> dt.date:
+    """The Sunday that starts `day`'s week (Israel's week: Sunday to Saturday)."""
+    return day - dt.timedelta(days=(day.weekday() + 1) % 7)
 
-    def count(query: Select[Call]) -> int:
-        return int(db().scalar(select(func.count()).select_from(query.subquery())) or 0)
 
-    base = scope_calls(select(Call), user)
+def _count(query: Select[Call]) -> int:
+    return int(db().scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def inbox_stats(
+    filters: CallFilters, user: CurrentUser, *, now: dt.datetime | None = None
+) -> InboxStats:
+    """The counters for the calls `filters` select (their view included); every view's
+    count with the same filters. Days and weeks are those of `filters_zone`. Filters
+    with errors select nothing (never queried)."""
+    tz = filters_zone(filters, user)
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(tz).date()
+    sunday = week_start(today)
+    if filters.errors:
+        return InboxStats(0, 0, today.isoformat(), 0, sunday.isoformat(), 0, 0,
+                          dict.fromkeys(InboxView, 0))  # fmt: skip
+    base = filtered_calls(filters, user)
+
+    def since(day: dt.date) -> Select[Call]:
+        return base.where(_sort_key() >= dt.datetime.combine(day, dt.time.min, tzinfo=tz))
 
     def with_processing(statuses: frozenset[ProcessingStatus]) -> Select[Call]:
         return base.where(
@@ -306,11 +400,14 @@ def inbox_stats(user: CurrentUser) -> InboxStats:
         )
 
     return InboxStats(
-        open=count(base.where(Call.handled_at.is_(None))),
-        today=count(base.where(_sort_key() >= start)),
+        open=_count(in_view(base, InboxView.OPEN, user)),
+        today=_count(since(today)),
         today_iso=today.isoformat(),
-        pending=count(with_processing(PROCESSING_FILTERS["awaiting"])),
-        failed=count(with_processing(PROCESSING_FILTERS["failed"])),
+        week=_count(since(sunday)),
+        week_iso=sunday.isoformat(),
+        pending=_count(with_processing(PROCESSING_FILTERS["awaiting"])),
+        failed=_count(with_processing(PROCESSING_FILTERS["failed"])),
+        views={view: _count(filtered_calls(filters.with_view(view), user)) for view in InboxView},
     )
 
 

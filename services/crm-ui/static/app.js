@@ -29,6 +29,71 @@
     });
   }
 
+  // Inbox bulk bar: the rows' .row-select checkboxes (form="bulk-form"), "check all on this
+  // page", and how many are checked. The list is re-rendered by the poll: checks survive it.
+  function checkedSids(list) {
+    return Array.prototype.map.call(list.querySelectorAll(".row-select:checked"), function (box) {
+      return box.value;
+    });
+  }
+
+  function restoreChecked(list, checked) {
+    list.querySelectorAll(".row-select").forEach(function (box) {
+      box.checked = checked.indexOf(box.value) !== -1;
+    });
+    updateSelection();
+  }
+
+  function updateSelection() {
+    var list = document.getElementById("call-list");
+    var bar = document.getElementById("bulk-form");
+    if (!list || !bar) { return; }
+    var boxes = list.querySelectorAll(".row-select");
+    var count = 0;
+    boxes.forEach(function (box) {
+      var row = box.closest(".call-row");
+      if (row) { row.classList.toggle("is-selected", box.checked); }
+      if (box.checked) { count += 1; }
+    });
+    var all = document.getElementById("select-all");
+    if (all) {
+      all.checked = boxes.length > 0 && count === boxes.length;
+      all.indeterminate = count > 0 && count < boxes.length;
+    }
+    var label = document.getElementById("bulk-count");
+    if (label) {
+      label.textContent = count ? label.getAttribute("data-some").replace("{count}", count)
+        : label.getAttribute("data-none");
+    }
+    bar.classList.toggle("has-selection", count > 0);
+  }
+
+  function bulkSelection() {
+    document.addEventListener("change", function (event) {
+      var target = event.target;
+      if (target.id === "select-all") {
+        var list = document.getElementById("call-list");
+        if (list) {
+          list.querySelectorAll(".row-select").forEach(function (box) { box.checked = target.checked; });
+        }
+        updateSelection();
+      } else if (target.classList && target.classList.contains("row-select")) {
+        updateSelection();
+      }
+    });
+    updateSelection();
+  }
+
+  // The saved views' counts (tabs above the list) follow the polled counters.
+  function refreshViewCounts(list) {
+    var kpis = list.querySelector(".kpis");
+    if (!kpis) { return; }
+    document.querySelectorAll("[data-view-count]").forEach(function (badge) {
+      var count = kpis.getAttribute("data-count-" + badge.getAttribute("data-view-count"));
+      if (count !== null) { badge.textContent = count; }
+    });
+  }
+
   // Inbox: re-render the list when it changed (new calls, finished transcripts, tags).
   function pollInbox(list) {
     var url = list.getAttribute("data-live-url");
@@ -41,8 +106,11 @@
         var fresh = html.trim();
         if (fresh === last) { return; }
         var before = sids(list);
+        var checked = checkedSids(list);
         list.innerHTML = fresh;
         last = fresh;
+        restoreChecked(list, checked);
+        refreshViewCounts(list);
         var added = sids(list).filter(function (sid) { return before.indexOf(sid) === -1; });
         added.forEach(function (sid) {
           var row = list.querySelector('[data-call-sid="' + sid + '"]');
@@ -84,7 +152,7 @@
   function clickableRows() {
     document.addEventListener("click", function (event) {
       var row = event.target.closest && event.target.closest(".call-row");
-      if (!row || event.target.closest("a, button, input, select, textarea")) { return; }
+      if (!row || event.target.closest("a, button, input, select, textarea, .cell-select")) { return; }
       var link = row.querySelector("a.row-link");
       if (link) { window.location.href = link.href; }
     });
@@ -167,6 +235,7 @@
     var panel = document.getElementById("transcript");
     if (panel && panel.getAttribute("data-pending") === "1") { pollTranscript(panel); }
     clickableRows();
+    bulkSelection();
     confirmations();
     playbackSpeed();
     segmentPlayer();

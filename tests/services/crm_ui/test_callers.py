@@ -184,8 +184,12 @@ def test_a_blocked_caller_s_call_is_not_a_missed_call(
     missed = client.get(f"/?kind=missed&business={tenant.business.id}&per_page=100").text
     assert f'data-call-sid="{sids[allowed]}"' in missed
     assert f'data-call-sid="{sids[blocked]}"' not in missed
-    everything = client.get(f"/?business={tenant.business.id}&per_page=100").text
+    everything = client.get(f"/?view=all&business={tenant.business.id}&per_page=100").text
     assert f'data-call-sid="{sids[blocked]}"' in everything and "blocked-badge" in everything
+    # A blocked caller's call is no open work: only All shows it.
+    opened = client.get(f"/?business={tenant.business.id}&per_page=100").text
+    assert f'data-call-sid="{sids[blocked]}"' not in opened
+    assert f'data-call-sid="{sids[allowed]}"' in opened
 
 
 def test_the_business_page_links_to_its_blocked_callers(
