@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from crm_ui.access import CurrentUser, login_required, me, scope_calls, visible_businesses
 from crm_ui.calls import assign_call, assignable_users, tag_call, tag_name
 from crm_ui.db import db
+from crm_ui.feedback import refuse
 from crm_ui.forms import BulkForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import call_time, local_time, main_recording
@@ -170,20 +171,23 @@ def _selected_calls(user: CurrentUser) -> tuple[list[Call], int]:
     return calls, len(sids) - len(calls)
 
 
+BULK_FORM = "bulk-form"
+"""The bulk bar's element id: a refused bulk change is shown there (crm_ui.feedback)."""
+
+
 @bp.post("/inbox/bulk")
 @login_required
 def bulk() -> WerkzeugResponse:
     """Resolve, assign or tag the checked calls, then back to the same view and filters."""
     user = me()
-    back = redirect(url_for("inbox.index", **_filters().as_args()))
+    page_url = url_for("inbox.index", **_filters().as_args())
+    back = redirect(page_url)
     form = BulkForm()
     if not form.validate_on_submit():
-        flash(_("That change could not be made."), "error")
-        return back
+        return refuse(BULK_FORM, _("That change could not be made."), page_url)
     calls, missing = _selected_calls(user)
     if not calls and not missing:
-        flash(_("Select at least one call."), "error")
-        return back
+        return refuse(BULK_FORM, _("Select at least one call."), page_url)
     session = db()
     changed = unchanged = 0
     if form.operation.data == "resolve":
@@ -201,8 +205,8 @@ def bulk() -> WerkzeugResponse:
             chosen = next((u for u in assignable_users(*(c.business_id for c in calls))
                            if str(u.id) == form.assignee.data), None)  # fmt: skip
             if chosen is None:  # nobody the selected calls' businesses have
-                flash(_("That user cannot be assigned to these calls."), "error")
-                return back
+                message = _("That user cannot be assigned to these calls.")
+                return refuse(BULK_FORM, message, page_url)
         for call in calls:
             if assign_call(call, chosen):
                 changed += 1
@@ -212,8 +216,7 @@ def bulk() -> WerkzeugResponse:
     else:
         name = tag_name(form.tag.data)
         if not name:
-            flash(_("A tag needs a name of up to 64 characters."), "error")
-            return back
+            return refuse(BULK_FORM, _("A tag needs a name of up to 64 characters."), page_url)
         for call in calls:
             if call.business_id is None:
                 unchanged += 1

@@ -266,8 +266,10 @@ def test_bulk_resolve_acts_on_the_users_calls_only(
 
     _, again = _bulk(staff.client, "?view=all", {"operation": "resolve", "call_sid": [first]})
     assert "0 שיחות סומנו כטופלו." in again and "כבר טופלו: 1." in again
-    _, none = _bulk(staff.client, "", {"operation": "resolve"})
-    assert "סמנו לפחות שיחה אחת." in none
+    location, none = _bulk(staff.client, "", {"operation": "resolve"})
+    assert location.endswith("#bulk-form"), "a refusal lands on the bulk bar"
+    error = re.search(r'id="bulk-form-error" role="alert">(.*?)</div>', none)
+    assert error and "סמנו לפחות שיחה אחת." in error.group(1), "shown inside the bar"
 
 
 def test_bulk_assign_refuses_calls_of_a_business_the_assignee_cannot_see(
