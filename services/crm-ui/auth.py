@@ -28,6 +28,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import CurrentUser, login_required, me
 from crm_ui.db import db
+from crm_ui.feedback import form_error
 from crm_ui.forms import ActionForm, LoginForm
 from crm_ui.i18n import COOKIE, LANGUAGES
 from crm_ui.i18n import gettext as _
@@ -111,17 +112,15 @@ def login() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
             status = 429
             wait = attempt.retry_after()
             headers["Retry-After"] = str(wait)
-            flash(
-                _("Too many failed attempts. Try again in {wait}.", wait=_wait_text(wait)),
-                "error",
-            )
+            message = _("Too many failed attempts. Try again in {wait}.", wait=_wait_text(wait))
+            form_error("login-form", message)
         else:
             user = authenticate(session, email, form.password.data or "")
             if user is None:
                 # The attempt was booked as a failure before the check: nothing to add.
                 metrics.CRM_LOGINS.labels("failure").inc()
                 status = 401
-                flash(_("Wrong e-mail or password."), "error")
+                form_error("login-form", _("Wrong e-mail or password."))
             else:
                 metrics.CRM_LOGINS.labels("success").inc()
                 login_throttle.succeeded(session, attempt)
@@ -133,7 +132,7 @@ def login() -> WerkzeugResponse | tuple[str, int, dict[str, str]]:
                 return redirect(safe_next(form.next.data))
     elif request.method == "POST":
         status = 400
-        flash(_("Enter a valid e-mail address and password."), "error")
+        form_error("login-form", _("Enter a valid e-mail address and password."))
     return render_template("login.html", form=form), status, headers
 
 

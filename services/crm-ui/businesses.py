@@ -98,6 +98,10 @@ def greeting_versions(business: Business, greetings_dir: Path) -> list[GreetingV
     return sorted(versions, key=lambda v: (not v.active, -v.uploaded_at.timestamp()))
 
 
+def _page(business: Business) -> str:
+    return url_for("businesses.show", business_id=business.id)
+
+
 def _back(business: Business, anchor: str = "") -> WerkzeugResponse:
     return redirect(url_for("businesses.show", business_id=business.id) + anchor)
 
@@ -148,6 +152,7 @@ def _members(business: Business) -> list[Member]:
 
 
 def _render(business: Business, **extra: object) -> str:
+    """The business page (a refused form's error shows inside it: crm_ui.feedback)."""
     members = _members(business)
     tags = list(db().scalars(select(Tag).where(Tag.business_id == business.id).order_by(Tag.name)))
     text_form = GreetingTextForm()
@@ -178,21 +183,20 @@ def upload_greeting(business_id: int) -> WerkzeugResponse:
     business = managed_business_or_404(business_id, me())
     form = GreetingUploadForm()
     if not form.validate_on_submit():
-        flash(_("Choose an MP3 file to upload."), "error")
-        return _back(business, "#greeting")
+        return refuse("greeting-upload", _("Choose an MP3 file to upload."), _page(business))
     upload = form.file.data
     data = upload.read(MAX_GREETING_BYTES + 1)
     if len(data) > MAX_GREETING_BYTES:
         limit_mb = MAX_GREETING_BYTES // (1024 * 1024)
-        flash(_("The file is larger than {mb} MB.", mb=limit_mb), "error")
-        return _back(business, "#greeting")
+        message = _("The file is larger than {mb} MB.", mb=limit_mb)
+        return refuse("greeting-upload", message, _page(business))
     settings = app_settings()
     try:
         info = inspect_mp3(data)
         name = store_greeting(settings.greetings_dir, business.id, data)
     except InvalidGreeting as exc:
-        flash(_("This is not a usable MP3 greeting: {reason}", reason=_(str(exc))), "error")
-        return _back(business, "#greeting")
+        message = _("This is not a usable MP3 greeting: {reason}", reason=_(str(exc)))
+        return refuse("greeting-upload", message, _page(business))
     if form.activate.data:
         business.greeting_file = name
         db().commit()
@@ -234,8 +238,8 @@ def delete_greeting(business_id: int, name: str) -> WerkzeugResponse:
     if not own or not path.exists():
         abort(404)
     if name == business.greeting_file:
-        flash(_("The active greeting cannot be deleted; activate another one first."), "error")
-        return _back(business, "#greeting")
+        message = _("The active greeting cannot be deleted; activate another one first.")
+        return refuse(f"delete-{name}", message, _page(business))
     path.unlink()
     flash(_("Greeting version deleted."), "info")
     return _back(business, "#greeting")
@@ -256,12 +260,11 @@ def deactivate_greeting(business_id: int) -> WerkzeugResponse:
 def greeting_text(business_id: int) -> WerkzeugResponse:
     business = managed_business_or_404(business_id, me())
     form = GreetingTextForm()
-    if form.validate_on_submit():
-        business.greeting_text = " ".join((form.text.data or "").split()) or None
-        db().commit()
-        flash(_("Greeting text saved."), "success")
-    else:
-        flash(_("The greeting text is too long."), "error")
+    if not form.validate_on_submit():
+        return refuse("greeting-text-form", _("The greeting text is too long."), _page(business))
+    business.greeting_text = " ".join((form.text.data or "").split()) or None
+    db().commit()
+    flash(_("Greeting text saved."), "success")
     return _back(business, "#greeting-text")
 
 
@@ -314,15 +317,17 @@ def remove_phone_number(business_id: int, number_id: int) -> WerkzeugResponse:
 def add_tag(business_id: int) -> WerkzeugResponse:
     business = managed_business_or_404(business_id, me())
     form = TagForm()
-    if form.validate_on_submit():
-        name = " ".join((form.name.data or "").split())
-        exists = db().scalar(
-            select(Tag).where(Tag.business_id == business.id, func.lower(Tag.name) == name.lower())
-        )
-        if exists is None:
-            db().add(Tag(business_id=business.id, name=name))
-            db().commit()
-        flash(_("Tag “{name}” added.", name=name), "success")
+    name = " ".join((form.name.data or "").split())
+    if not form.validate_on_submit() or not name:
+        message = _("A tag needs a name of up to 64 characters.")
+        return refuse("business-tag-form", message, _page(business))
+    exists = db().scalar(
+        select(Tag).where(Tag.business_id == business.id, func.lower(Tag.name) == name.lower())
+    )
+    if exists is None:
+        db().add(Tag(business_id=business.id, name=name))
+        db().commit()
+    flash(_("Tag “{name}” added.", name=name), "success")
     return _back(business, "#tags")
 
 

@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from crm_ui.access import business_or_404, login_required, managed_business_or_404, manages, me
 from crm_ui.db import app_settings, db
+from crm_ui.feedback import form_error, refuse
 from crm_ui.forms import ActionForm, NotificationRuleForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import CHANNEL_NAMES
@@ -117,7 +118,7 @@ def add(business_id: int) -> WerkzeugResponse | tuple[str, int]:
     business = _manageable(business_id)
     form = NotificationRuleForm()
     if not form.validate_on_submit():
-        flash(_("Choose a channel and enter a recipient."), "error")
+        form_error("rule-form", _("Choose a channel and enter a recipient."))
         return _render(business, form), 400
     channel = Channel(form.channel.data)
     secret = (form.secret.data or "").strip() or None
@@ -142,7 +143,7 @@ def add(business_id: int) -> WerkzeugResponse | tuple[str, int]:
         session.commit()
     except rules.RuleError as exc:
         session.rollback()
-        flash(rule_error(str(exc)), "error")
+        form_error("rule-form", rule_error(str(exc)))
         return _render(business, form), 400
     flash(_("Notification rule added: {target}.", target=rule.target), "success")
     if generated is not None:
@@ -196,20 +197,13 @@ def test(business_id: int, rule_id: int) -> WerkzeugResponse:
     try:
         sender(rule.channel)(settings, envelope)
     except DeliveryFailed as exc:
-        flash(
-            _("The test to {target} failed: {reason}", target=rule.target, reason=exc.reason),
-            "error",
-        )
+        reason = exc.reason
     except Exception as exc:  # an unexpected answer: say so rather than a 500
         current_app.logger.exception("test notification for rule %s", rule.id)
-        flash(
-            _(
-                "The test to {target} failed: {reason}",
-                target=rule.target,
-                reason=type(exc).__name__,
-            ),
-            "error",
-        )
+        reason = type(exc).__name__
     else:
         flash(_("A test alert was sent to {target}.", target=rule.target), "success")
-    return _back(business)
+        return _back(business)
+    message = _("The test to {target} failed: {reason}", target=rule.target, reason=reason)
+    page = url_for("notifications.index", business_id=business.id)
+    return refuse(f"test-{rule.id}", message, page)

@@ -227,6 +227,16 @@
     });
   }
 
+  // A refused form (crm_ui.feedback): its error in view, the cursor in the field it names,
+  // so a keyboard or screen-reader user lands where the fix goes.
+  function refusedForm() {
+    var error = document.querySelector(".form-error");
+    if (!error) { return; }
+    var field = (error.closest("form") || error.parentNode).querySelector("[aria-invalid='true']");
+    error.scrollIntoView({ block: "center" });
+    if (field) { field.focus({ preventScroll: true }); }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var more = document.getElementById("more-filters");
     if (more && window.matchMedia("(min-width: 721px)").matches) { more.open = true; }
@@ -239,5 +249,6 @@
     confirmations();
     playbackSpeed();
     segmentPlayer();
+    refusedForm();
   });
 })();

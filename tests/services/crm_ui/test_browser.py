@@ -225,8 +225,8 @@ def test_upload_greeting_and_incoming_call_plays_it(
     fake.write_bytes(b"not audio at all " * 100)
     page.set_input_files("#greeting-file", str(fake))
     page.click("form.upload button[type=submit]")
-    page.wait_for_url("**#greeting")
-    assert "הקובץ אינו MP3" in page.locator(".flashes").inner_text()
+    page.wait_for_url("**#greeting-upload")  # the error inside the form that refused it
+    assert "הקובץ אינו MP3" in page.locator("#greeting-upload-error[role=alert]").inner_text()
 
     page.set_input_files("#greeting-file", str(mp3))
     page.click("form.upload button[type=submit]")

@@ -149,6 +149,29 @@ def test_refused_account_forms_show_the_error_inside_the_form(
     )
 
 
+def test_refused_business_and_sign_in_forms_show_the_error_inside_the_form(
+    stack: StackUnderTest, crm_app: Flask, make_business: Callable[..., Business]
+) -> None:
+    business = make_business(name=f"Owned {secrets.token_hex(3)}")
+    email = f"owner-{secrets.token_hex(4)}@moked.test"
+    with session_scope() as session:
+        add_user(session, email, business=str(business.id), owner=True, password=PASSWORD)
+    client = crm_app.test_client()
+    refused = client.post("/login", data={"email": email, "password": "not-it"})
+    assert refused.status_code == 401
+    assert_error_inside(refused.get_data(as_text=True), "login-form", "שגויים", "email")
+
+    assert client.post("/login", data={"email": email, "password": PASSWORD}).status_code == 302
+    base = f"/businesses/{business.id}"
+    page = _refused(client, f"{base}/tags", {"name": "  "}, "business-tag-form")
+    assert_error_inside(page, "business-tag-form", "64", "vocab-name")
+    page = _refused(client, f"{base}/greeting-text", {"text": "x" * 1001}, "greeting-text-form")
+    assert_error_inside(page, "greeting-text-form", "ארוך", "greeting-text-input")
+    field = Element(page, "greeting-text-form").inside
+    (text,) = [e for e in field if e.get("id") == "greeting-text-input"]
+    assert text.get("aria-describedby") == "greeting-text-form-error text-hint"  # and its hint
+
+
 def test_an_error_whose_form_is_not_on_the_page_is_shown_at_the_top(crm_app: Flask) -> None:
     page_template = (
         '{% extends "base.html" %}{% from "_macros.html" import form_errors %}'

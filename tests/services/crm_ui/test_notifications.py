@@ -116,6 +116,12 @@ def _flash(page: str) -> str:
     return " ".join(re.findall(r'class="flash flash-\w+"[^>]*>(.*?)<', page, re.S))
 
 
+def _form_error(page: str, form_id: str) -> str:
+    """The error shown inside the form that was refused (crm_ui.feedback)."""
+    found = re.search(rf'id="{form_id}-error" role="alert">(.*?)</div>', page, re.S)
+    return found.group(1) if found else ""
+
+
 # --- rules ---------------------------------------------------------------------------------
 
 
@@ -170,7 +176,7 @@ def test_an_admin_adds_email_and_webhook_rules_and_a_bad_one_is_refused(
     for message, form in refused.items():
         answer = client.post(page, data=form)
         assert answer.status_code == 400, form
-        assert message in _flash(answer.get_data(as_text=True)), (message, form)
+        assert message in _form_error(answer.get_data(as_text=True), "rule-form"), (message, form)
     assert len(_rules(isolated_settings, tenant.business_id)) == 2
 
     rule_id = made[Channel.EMAIL].id
@@ -238,7 +244,8 @@ def test_a_test_alert_reaches_a_real_smtp_server(
     # The server is gone: the failure is said, not a 500.
     failed = owner.post(f"{page}/{rule.id}/test", follow_redirects=True)
     assert failed.status_code == 200
-    assert "הבדיקה אל desk@delta.test נכשלה" in _flash(failed.get_data(as_text=True))
+    shown = _form_error(failed.get_data(as_text=True), f"test-{rule.id}")
+    assert "הבדיקה אל desk@delta.test נכשלה" in shown
     assert len(server.inbox) == 1
 
 
