@@ -67,6 +67,12 @@ def test_long_words_wrap_errors_show_in_their_form_and_every_control_shows_focus
         widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         assert widths[0] <= widths[1], widths
         page.screenshot(path=str(artifacts / "crm-call-long-words-phone.png"), full_page=True)
+        business = f"/businesses/{fed.business_id}"
+        for path in ("/", "/?view=all", "/account", business, f"{business}/notifications"):
+            page.goto(stack.base + path)
+            widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert widths[0] <= widths[1], (path, widths)
+        page.goto(f"{stack.base}/calls/{fed.call_sid}")
 
         # A refused note: the page lands on the form, its error on screen inside it.
         page.fill("#note-body", "   ")
