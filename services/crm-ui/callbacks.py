@@ -22,6 +22,7 @@ from crm_ui.feedback import refuse
 from crm_ui.forms import ActionForm
 from crm_ui.i18n import gettext as _
 from crm_ui.present import TimelineEntry, phone
+from crm_ui.queries import list_args
 from moked import callback_wait, callbacks, followup
 from moked.accounts import AccountError, set_phone
 from moked.db.models import Call, User
@@ -61,13 +62,19 @@ FOLLOW_UP_TONES = {
 }
 
 
+def _page(call: Call) -> str:
+    """The call page, still within the inbox list it was opened from (the form's action
+    carries that list's arguments)."""
+    return url_for("calls.show", call_sid=call.call_sid, **list_args(request.args))
+
+
 def _back(call: Call) -> WerkzeugResponse:
-    return redirect(url_for("calls.show", call_sid=call.call_sid) + "#callback")
+    return redirect(_page(call) + "#callback")
 
 
 def _refuse(call: Call, form_id: str, message: str) -> WerkzeugResponse:
     """Back to the call page, the error inside the form that was refused."""
-    return refuse(form_id, message, url_for("calls.show", call_sid=call.call_sid))
+    return refuse(form_id, message, _page(call))
 
 
 def _who(user: User | None) -> str:

@@ -41,7 +41,7 @@ from crm_ui.present import (
     phone,
     retry_languages,
 )
-from crm_ui.queries import search_terms
+from crm_ui.queries import CallFilters, list_args, neighbours, search_terms
 from moked import followup, recordings
 from moked.accounts import Role
 from moked.db.models import (
@@ -89,7 +89,9 @@ PROVIDER_LABELS = {
 
 
 def _page(call: Call) -> str:
-    return url_for("calls.show", call_sid=call.call_sid)
+    """The call page, still within the inbox list it was opened from (the form's action
+    carries that list's arguments)."""
+    return url_for("calls.show", call_sid=call.call_sid, **list_args(request.args))
 
 
 def _back(call: Call, anchor: str = "") -> WerkzeugResponse:
@@ -305,9 +307,12 @@ def show(call_sid: str) -> str:
     users = assignable_users(call.business_id)
     assign.assignee.choices = [("", _("Nobody"))] + [(str(u.id), u.name or u.email) for u in users]
     assign.assignee.data = str(call.assignee_id or "")
+    filters = CallFilters.from_args(request.args)
     return render_template(
         "call.html",
         call=call,
+        list_args=filters.as_args(),
+        around=neighbours(filters, me(), call),
         recording=main_recording(call),
         timeline=timeline(call),
         terms=search_terms(request.args.get("q", "")[:200]),
@@ -456,6 +461,25 @@ def toggle_handled(call_sid: str) -> WerkzeugResponse:
         flash(_("Marked open again."), "info")
     db().commit()
     return _back(call)
+
+
+@bp.post("/calls/<call_sid>/resolve-and-next")
+@login_required
+def resolve_and_next(call_sid: str) -> WerkzeugResponse:
+    """Resolve the call (moked.followup), then open the next call of the list it was opened
+    from, found after resolving: in the Open view the resolved call has left the list."""
+    call = call_or_404(call_sid, me())
+    locked = followup.lock(db(), call.id)
+    assert locked is not None
+    followup.change(db(), locked, FollowUp.RESOLVED, user_id=me().id)  # False: resolved already
+    db().commit()
+    filters = CallFilters.from_args(request.args)
+    following = neighbours(filters, me(), call).next
+    if following is None:
+        flash(_("Call resolved. No more calls in this list."), "info")
+        return redirect(url_for("inbox.index", **filters.as_args()))
+    flash(_("Call resolved."), "success")
+    return redirect(url_for("calls.show", call_sid=following, **filters.as_args()))
 
 
 @bp.post("/calls/<call_sid>/assignee")

@@ -13,11 +13,12 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, exists, func, literal, or_, select, tuple_
 from werkzeug.datastructures import MultiDict
 
 from crm_ui.access import CurrentUser, scope_calls, visible_businesses
 from crm_ui.db import db
+from crm_ui.present import call_time as when_called
 from crm_ui.present import zone
 from moked.calls import call_loading
 from moked.db.models import Business, Call, CallTag, Note, Recording, Tag, call_time
@@ -349,6 +350,44 @@ def list_calls(filters: CallFilters, user: CurrentUser) -> CallPage:
     )
     return CallPage(
         calls=list(db().scalars(query)), total=total, page=filters.page, per_page=filters.per_page
+    )
+
+
+def list_args(args: Any) -> dict[str, Any]:
+    """The inbox list a call page was opened from, as the query arguments its links and
+    forms keep: previous/next, "back to the inbox", and the redirect after each change."""
+    return CallFilters.from_args(args).as_args()
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """The calls around one call in a filtered list (CallSids; None at either end)."""
+
+    previous: str | None
+    """The newer call: the row above in the inbox."""
+    next: str | None
+    """The older call: the row below."""
+
+
+def neighbours(filters: CallFilters, user: CurrentUser, call: Call) -> Neighbours:
+    """The calls just above and below `call` in the inbox's order (newest first) of the
+    filtered list, only from the user's businesses. The call need not be in the list any
+    more (resolved in the Open view): its place in the order still says what comes next.
+    Nothing for filters with errors (never queried)."""
+    if filters.errors:
+        return Neighbours(None, None)
+    at = when_called(call)
+    if at is None:  # a call not stored yet has no place in a list
+        return Neighbours(None, None)
+    key = tuple_(_sort_key(), Call.id)
+    here = tuple_(literal(at), literal(call.id))
+    base = filtered_calls(filters, user)
+    newer = base.where(key > here).order_by(_sort_key().asc(), Call.id.asc()).limit(1)
+    older = base.where(key < here).order_by(_sort_key().desc(), Call.id.desc()).limit(1)
+    above, below = db().scalar(newer), db().scalar(older)
+    return Neighbours(
+        previous=above.call_sid if above is not None else None,
+        next=below.call_sid if below is not None else None,
     )
 
 

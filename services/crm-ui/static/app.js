@@ -237,6 +237,133 @@
     if (field) { field.focus({ preventScroll: true }); }
   }
 
+  // Keyboard shortcuts, listed in the #shortcuts-help dialog. Never while typing in a field,
+  // never with Ctrl/Alt/Meta (the browser's own); Shift only makes "?".
+  var TEXT_INPUTS = /^(text|search|email|password|number|tel|url|date|datetime-local|month|time|week)$/;
+
+  function typing(element) {
+    if (!element || element === document.body) { return false; }
+    if (element.isContentEditable) { return true; }
+    var tag = element.tagName;
+    if (tag === "TEXTAREA" || tag === "SELECT") { return true; }
+    // A checkbox (the inbox's row selection) or a button takes no letters.
+    return tag === "INPUT" && TEXT_INPUTS.test((element.type || "text").toLowerCase());
+  }
+
+  function shortcutKey(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) { return ""; }
+    if (event.key === "?" || (event.code === "Slash" && event.shiftKey)) { return "?"; }
+    if (event.shiftKey) { return ""; }
+    var key = event.key || "";
+    // On a Hebrew layout j types "ח": the physical key is what counts.
+    if (key.length === 1 && !/[a-z]/i.test(key) && /^Key[A-Z]$/.test(event.code || "")) {
+      key = event.code.charAt(3);
+    }
+    return key.length === 1 ? key.toLowerCase() : key;
+  }
+
+  function shortcutsHelp() {
+    var dialog = document.getElementById("shortcuts-help");
+    var opener = null;
+    if (!dialog) { return { open: function () {}, isOpen: function () { return false; } }; }
+    function isOpen() { return dialog.open || dialog.hasAttribute("open"); }
+    function open() {
+      if (isOpen()) { return; }
+      opener = document.activeElement;
+      if (typeof dialog.showModal === "function") { dialog.showModal(); }
+      else { dialog.setAttribute("open", ""); }
+      document.getElementById("shortcuts-close").focus();
+    }
+    function close() {
+      if (typeof dialog.close === "function") { dialog.close(); }
+      else { dialog.removeAttribute("open"); returnFocus(); }
+    }
+    function returnFocus() {
+      var back = opener && document.contains(opener) ? opener : null;
+      opener = null;
+      if (back && back !== document.body && back.focus) { back.focus(); }
+    }
+    dialog.addEventListener("close", returnFocus);  // Esc (the dialog's own) or the button
+    dialog.addEventListener("click", function (event) {
+      if (event.target === dialog) { close(); }  // a click on the backdrop
+    });
+    document.getElementById("shortcuts-close").addEventListener("click", close);
+    var button = document.getElementById("shortcuts-open");
+    if (button) { button.addEventListener("click", open); }
+    return { open: open, isOpen: isOpen };
+  }
+
+  // The inbox: j/k move a highlight (and the focus) between rows; Enter or o opens it.
+  function inboxRows() {
+    return Array.prototype.slice.call(document.querySelectorAll("#call-list .call-row[data-call-sid]"));
+  }
+
+  function highlightedRow() {
+    var active = document.activeElement;
+    var row = active && active.closest ? active.closest("#call-list .call-row") : null;
+    return row || document.querySelector("#call-list .call-row.is-highlighted");
+  }
+
+  function highlightRow(step) {
+    var rows = inboxRows();
+    if (!rows.length) { return; }
+    var index = rows.indexOf(highlightedRow());
+    var next = index === -1 ? 0 : Math.max(0, Math.min(rows.length - 1, index + step));
+    rows.forEach(function (row, i) { row.classList.toggle("is-highlighted", i === next); });
+    var link = rows[next].querySelector("a.row-link");
+    if (link) { link.focus(); }
+    rows[next].scrollIntoView({ block: "nearest" });
+  }
+
+  function openHighlighted() {
+    var row = highlightedRow();
+    var link = row && row.querySelector("a.row-link");
+    if (link) { window.location.href = link.href; }
+  }
+
+  function follow(id) {
+    var link = document.getElementById(id);
+    if (link) { window.location.href = link.href; }
+  }
+
+  function keyboardShortcuts() {
+    var help = shortcutsHelp();
+    var inbox = document.getElementById("call-list");
+    var callPage = document.querySelector(".call-pager");
+    document.addEventListener("keydown", function (event) {
+      if (event.defaultPrevented || help.isOpen() || typing(event.target)) { return; }
+      var key = shortcutKey(event);
+      var handled = true;
+      if (key === "?") {
+        help.open();
+      } else if (inbox && (key === "j" || key === "k")) {
+        highlightRow(key === "j" ? 1 : -1);
+      } else if (inbox && key === "o") {
+        openHighlighted();
+      } else if (inbox && key === "Enter" && !event.target.closest("a, button, input, select, textarea, summary")) {
+        openHighlighted();  // on a link the browser follows it itself
+      } else if (callPage && key === "j") {
+        follow("call-next");
+      } else if (callPage && key === "k") {
+        follow("call-prev");
+      } else if (callPage && key === "e") {
+        var resolve = document.getElementById("resolve-next-form");
+        if (resolve) { resolve.requestSubmit ? resolve.requestSubmit() : resolve.submit(); }
+        else { follow("call-next"); }  // resolved already: just go on
+      } else if (callPage && key === "c") {
+        var callBack = document.getElementById("call-back");
+        if (callBack && !callBack.disabled) { callBack.click(); }
+        else {
+          var card = document.getElementById("callback");
+          if (card) { card.scrollIntoView(); }
+        }
+      } else {
+        handled = false;
+      }
+      if (handled) { event.preventDefault(); }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var more = document.getElementById("more-filters");
     if (more && window.matchMedia("(min-width: 721px)").matches) { more.open = true; }
@@ -250,5 +377,6 @@
     playbackSpeed();
     segmentPlayer();
     refusedForm();
+    keyboardShortcuts();
   });
 })();
