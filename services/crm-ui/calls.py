@@ -41,7 +41,7 @@ from crm_ui.present import (
     phone,
     retry_languages,
 )
-from crm_ui.queries import CallFilters, list_args, neighbours, search_terms
+from crm_ui.queries import list_args, list_filters, neighbours, search_terms
 from moked import followup, recordings
 from moked.accounts import Role
 from moked.db.models import (
@@ -307,7 +307,7 @@ def show(call_sid: str) -> str:
     users = assignable_users(call.business_id)
     assign.assignee.choices = [("", _("Nobody"))] + [(str(u.id), u.name or u.email) for u in users]
     assign.assignee.data = str(call.assignee_id or "")
-    filters = CallFilters.from_args(request.args)
+    filters = list_filters(request.args)
     return render_template(
         "call.html",
         call=call,
@@ -473,7 +473,7 @@ def resolve_and_next(call_sid: str) -> WerkzeugResponse:
     assert locked is not None
     followup.change(db(), locked, FollowUp.RESOLVED, user_id=me().id)  # False: resolved already
     db().commit()
-    filters = CallFilters.from_args(request.args)
+    filters = list_filters(request.args)
     following = neighbours(filters, me(), call).next
     if following is None:
         flash(_("Call resolved. No more calls in this list."), "info")

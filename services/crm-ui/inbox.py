@@ -27,9 +27,9 @@ from crm_ui.queries import (
     MAX_PER_PAGE,
     VIEW_LABELS,
     CallFilters,
-    InboxView,
     inbox_stats,
     list_calls,
+    list_filters,
     search_terms,
     tag_names,
 )
@@ -41,8 +41,9 @@ bp = Blueprint("inbox", __name__)
 
 
 def _filters() -> CallFilters:
-    """The inbox's filters: the Open view unless the query names another."""
-    return CallFilters.from_args(request.args, view=InboxView.OPEN)
+    """The inbox's filters: the Open view unless the query names another (the same list
+    a call page opened from here walks, queries.list_filters)."""
+    return list_filters(request.args)
 
 
 def _context() -> dict[str, object]:

@@ -353,10 +353,16 @@ def list_calls(filters: CallFilters, user: CurrentUser) -> CallPage:
     )
 
 
+def list_filters(args: Any) -> CallFilters:
+    """The inbox list a call page was opened from: the inbox's filters and view in its
+    query string; without a view, the inbox's own default (Open)."""
+    return CallFilters.from_args(args, view=InboxView.OPEN)
+
+
 def list_args(args: Any) -> dict[str, Any]:
-    """The inbox list a call page was opened from, as the query arguments its links and
-    forms keep: previous/next, "back to the inbox", and the redirect after each change."""
-    return CallFilters.from_args(args).as_args()
+    """That list as the query arguments the call page's links and forms keep:
+    previous/next, "back to the inbox", and the redirect after each change."""
+    return list_filters(args).as_args()
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,8 +99,8 @@ def test_staff_sees_the_call_hears_it_tags_it_and_finds_it(
             audio_responses.append(r) if f"/recordings/{a_call.recording_sid}/" in r.url else None
         ),
     )
-    row.locator("a.row-link").click()
-    page.wait_for_url(f"**/calls/{a_call.call_sid}")
+    row.locator("a.row-link").click()  # within the inbox's list (its view): it rides along
+    page.wait_for_url(f"**/calls/{a_call.call_sid}?view=open")
     assert HEBREW_TRANSCRIPT in page.locator("blockquote.transcript").inner_text()
     timeline = page.locator(".timeline").inner_text()
     assert "התקבלה שיחה" in timeline and "הודעה הוקלטה" in timeline
@@ -120,19 +120,19 @@ def test_staff_sees_the_call_hears_it_tags_it_and_finds_it(
     # Tag it from the per-business vocabulary.
     page.fill("#tag-name", "חזרה ללקוח")
     page.click("form.tag-form button[type=submit]")
-    page.wait_for_url(f"**/calls/{a_call.call_sid}#tags")
+    page.wait_for_url(f"**/calls/{a_call.call_sid}?view=open#tags")
     assert "חזרה ללקוח" in page.locator("#tags .tag-list").inner_text()
 
     # A note for the team, assign it to someone, and the page as staff see it.
     page.fill("#note-body", "התקשרתי ללקוחה, נקבע ביקור למחר ב-10:00.")
     page.click("#notes button[type=submit]")
-    page.wait_for_url(f"**/calls/{a_call.call_sid}#notes")
+    page.wait_for_url(f"**/calls/{a_call.call_sid}?view=open#notes")
     assert "נקבע ביקור" in page.locator("ol.notes").inner_text()
     page.select_option("#assignee", label=tenant.staff_email)
     page.click("form.assign-form button[type=submit]")
-    page.wait_for_url(f"**/calls/{a_call.call_sid}")
+    page.wait_for_url(f"**/calls/{a_call.call_sid}?view=open")
     page.click("#mark-handled")
-    page.wait_for_url(f"**/calls/{a_call.call_sid}")
+    page.wait_for_url(f"**/calls/{a_call.call_sid}?view=open")
     assert "טופלה" in page.locator(".facts").inner_text()
     # "Mark handled" resolves the call's follow-up; the timeline says so, with who.
     timeline = page.locator(".timeline").inner_text()

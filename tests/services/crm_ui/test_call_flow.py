@@ -26,6 +26,8 @@ from tests.helpers import recorded_call, settle
 
 PASSWORD = "correct-horse-battery"
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+OPEN = {"view": ["open"]}
+"""The inbox's default view, named in every link of the call page."""
 
 
 def call_at(twilio: TwilioClient, business: Business, minutes: int, transcript: str) -> str:
@@ -96,33 +98,31 @@ def call_page(client: FlaskClient, call_sid: str, query: str = "") -> str:
 
 def test_previous_and_next_follow_the_inbox_order_and_its_filters(world: World) -> None:
     c, client = world.calls, world.client
-    # The whole list, newest first: a50, a40, a30, a10 (B's call is not the user's).
+    # Without a list named, the inbox's own (the Open view), newest first: a50, a40, a30,
+    # a10 (B's call is not the user's); every link names the view.
     page = call_page(client, c["a30"])
-    assert target(link(page, "call-prev")) == (f"/calls/{c['a40']}", {})
-    assert target(link(page, "call-next")) == (f"/calls/{c['a10']}", {})  # never b20
+    assert target(link(page, "call-prev")) == (f"/calls/{c['a40']}", OPEN)
+    assert target(link(page, "call-next")) == (f"/calls/{c['a10']}", OPEN)  # never b20
     newest, oldest = call_page(client, c["a50"]), call_page(client, c["a10"])
     assert link(newest, "call-prev") is None and link(oldest, "call-next") is None
-    assert target(link(oldest, "call-prev")) == (f"/calls/{c['a30']}", {})
+    assert target(link(oldest, "call-prev")) == (f"/calls/{c['a30']}", OPEN)
+    assert target(link(page, "back-to-inbox")) == ("/", OPEN)
 
-    # Searched for "apple": a40 and a10 only, and every link keeps the search.
-    page = call_page(client, c["a40"], "q=apple")
-    assert target(link(page, "call-next")) == (f"/calls/{c['a10']}", {"q": ["apple"]})
+    # Searched for "apple" in All: a40 and a10 only, and every link keeps the list.
+    page = call_page(client, c["a40"], "view=all&q=apple")
+    apples = {"view": ["all"], "q": ["apple"]}
+    assert target(link(page, "call-next")) == (f"/calls/{c['a10']}", apples)
     assert link(page, "call-prev") is None
-    assert target(link(page, "back-to-inbox")) == ("/", {"q": ["apple"]})
+    assert target(link(page, "back-to-inbox")) == ("/", apples)
 
     # The inbox's rows open the call within the same list.
+    bananas = {"view": ["open"], "q": ["banana"], "handled": ["open"]}
     inbox = client.get("/?q=banana&handled=open").get_data(as_text=True)
-    row = re.search(rf'href="([^"]*{c["a50"]}[^"]*)"', inbox)
+    row = re.search(rf'class="row-link" href="([^"]*{c["a50"]}[^"]*)"', inbox)
     assert row is not None
-    assert target(html.unescape(row.group(1))) == (
-        f"/calls/{c['a50']}",
-        {"q": ["banana"], "handled": ["open"]},
-    )
-    page = call_page(client, c["a50"], "q=banana&handled=open")
-    assert target(link(page, "call-next")) == (
-        f"/calls/{c['a30']}",
-        {"q": ["banana"], "handled": ["open"]},
-    )
+    assert target(html.unescape(row.group(1))) == (f"/calls/{c['a50']}", bananas)
+    page = call_page(client, c["a50"], "q=banana&handled=open&view=open")
+    assert target(link(page, "call-next")) == (f"/calls/{c['a30']}", bananas)
 
 
 def test_another_business_is_never_a_neighbour(world: World) -> None:
@@ -159,25 +159,27 @@ def resolved_state(call_sid: str) -> tuple[FollowUp, int | None, dt.datetime | N
 def test_resolve_and_next_resolves_then_opens_the_next_call_of_the_list(world: World) -> None:
     c, client = world.calls, world.client
     before = dt.datetime.now(dt.UTC)
-    answer = client.post(f"/calls/{c['a40']}/resolve-and-next?handled=open")
+    answer = client.post(f"/calls/{c['a40']}/resolve-and-next?view=open")
     assert answer.status_code == 302
-    assert target(answer.headers["Location"]) == (f"/calls/{c['a30']}", {"handled": ["open"]})
+    assert target(answer.headers["Location"]) == (f"/calls/{c['a30']}", OPEN)
     status, by, at, changes = resolved_state(c["a40"])
     assert status is FollowUp.RESOLVED and by == world.staff_id and changes == [world.staff_id]
     assert at is not None and before - dt.timedelta(seconds=5) <= at <= dt.datetime.now(dt.UTC)
 
-    # The resolved call has left the Open list: its neighbours there skip it, and from it
-    # the list goes on where it was.
-    page = call_page(client, c["a50"], "handled=open")
+    # The resolved call has left the Open list (not All): its neighbours there skip it,
+    # and from it the list goes on where it was.
+    page = call_page(client, c["a50"], "view=open")
     assert target(link(page, "call-next"))[0] == f"/calls/{c['a30']}"
-    page = call_page(client, c["a40"], "handled=open")
+    page = call_page(client, c["a50"], "view=all")
+    assert target(link(page, "call-next"))[0] == f"/calls/{c['a40']}"
+    page = call_page(client, c["a40"], "view=open")
     assert target(link(page, "call-next"))[0] == f"/calls/{c['a30']}"
     assert 'id="resolve-next"' not in page  # resolved already
 
     # The last call of the list: resolved, then back to the same inbox list, said so.
-    last = client.post(f"/calls/{c['a10']}/resolve-and-next?handled=open&q=apple")
+    last = client.post(f"/calls/{c['a10']}/resolve-and-next?view=open&q=apple")
     assert last.status_code == 302
-    assert target(last.headers["Location"]) == ("/", {"handled": ["open"], "q": ["apple"]})
+    assert target(last.headers["Location"]) == ("/", {"view": ["open"], "q": ["apple"]})
     assert resolved_state(c["a10"])[0] is FollowUp.RESOLVED
     inbox = client.get(last.headers["Location"]).get_data(as_text=True)
     assert "השיחה סומנה כטופלה. אין עוד שיחות ברשימה הזו." in inbox
@@ -198,11 +200,15 @@ def test_resolve_and_next_on_another_business_call_is_404(world: World) -> None:
 def test_the_call_pages_forms_keep_the_list(world: World) -> None:
     """After a note or a callback logged by hand, previous/next still walk the same list."""
     c, client = world.calls, world.client
-    page = call_page(client, c["a40"], "q=apple")
-    assert f'action="/calls/{c["a40"]}/notes?q=apple"' in page
-    saved = client.post(f"/calls/{c['a40']}/notes?q=apple", data={"body": "rang twice"})
-    assert target(saved.headers["Location"]) == (f"/calls/{c['a40']}", {"q": ["apple"]})
+    apples = {"view": ["mine"], "q": ["apple"]}
+    page = call_page(client, c["a40"], "view=mine&q=apple")
+    assert f'action="/calls/{c["a40"]}/notes?view=mine&amp;q=apple"' in page
+    saved = client.post(f"/calls/{c['a40']}/notes?view=mine&q=apple", data={"body": "rang twice"})
+    assert target(saved.headers["Location"]) == (f"/calls/{c['a40']}", apples)
     logged = client.post(
-        f"/calls/{c['a40']}/callback/log?q=apple", data={"outcome": "no_answer", "minutes": ""}
+        f"/calls/{c['a40']}/callback/log?view=mine&q=apple",
+        data={"outcome": "no_answer", "minutes": ""},
     )
-    assert target(logged.headers["Location"]) == (f"/calls/{c['a40']}", {"q": ["apple"]})
+    assert target(logged.headers["Location"]) == (f"/calls/{c['a40']}", apples)
+    refused = client.post(f"/calls/{c['a40']}/notes?view=mine&q=apple", data={"body": " "})
+    assert target(refused.headers["Location"]) == (f"/calls/{c['a40']}", apples)

@@ -76,7 +76,7 @@ def run_with_the_keyboard(
     artifacts: Path,
 ) -> None:  # fmt: skip
     login(page, base, email)
-    page.goto(base + "/?handled=open")
+    page.goto(base + "/")  # the inbox opens on the Open view
     page.locator("tr.call-row").first.wait_for()
     steps = []
     for key in ("j", "j", "j", "k", "k", "j"):
@@ -84,7 +84,7 @@ def run_with_the_keyboard(
         steps.append(highlighted(page))
     assert steps == [newest, middle, oldest, middle, newest, middle]
     page.keyboard.press("Enter")
-    page.wait_for_url(f"{base}/calls/{middle}?handled=open")
+    page.wait_for_url(f"{base}/calls/{middle}?view=open")
 
     # The help: a modal dialog that takes the focus, and Esc gives it back.
     page.keyboard.press("?")
@@ -101,19 +101,19 @@ def run_with_the_keyboard(
 
     # e: resolved, and on to the next open call.
     page.keyboard.press("e")
-    page.wait_for_url(f"{base}/calls/{oldest}?handled=open")
+    page.wait_for_url(f"{base}/calls/{oldest}?view=open")
     with session_scope() as session:
         call = session.scalar(select(Call).where(Call.call_sid == middle))
         assert call is not None
         assert call.follow_up is FollowUp.RESOLVED and call.handled_by_id == user_id
     # k: the previous open call; the resolved one has left the list.
     page.keyboard.press("k")
-    page.wait_for_url(f"{base}/calls/{newest}?handled=open")
+    page.wait_for_url(f"{base}/calls/{newest}?view=open")
 
     # c: Moked calls the user's phone (the test stack's Twilio is unreachable: it fails).
     page.keyboard.press("c")
     # Back on the same call, in the same list, at the callback card (or its form's error).
-    page.wait_for_url(re.compile(re.escape(f"{base}/calls/{newest}?handled=open#callback")))
+    page.wait_for_url(re.compile(re.escape(f"{base}/calls/{newest}?view=open#callback")))
     with session_scope() as session:
         call = session.scalar(select(Call).where(Call.call_sid == newest))
         assert call is not None
@@ -126,5 +126,5 @@ def run_with_the_keyboard(
     page.focus("#note-body")
     page.keyboard.type("jek?")
     assert page.input_value("#note-body") == "jek?"
-    assert page.url.startswith(f"{base}/calls/{newest}?handled=open#callback")
+    assert page.url.startswith(f"{base}/calls/{newest}?view=open#callback")
     assert page.locator("#shortcuts-help[open]").count() == 0

@@ -49,7 +49,7 @@ def test_voicemail_reaches_the_inbox_and_its_transcript_appears_live(
         assert page.evaluate("window.__sameDocument") is True
 
         row.locator("a.row-link").click()
-        page.wait_for_url(f"**/calls/{message.call_sid}")
+        page.wait_for_url(f"**/calls/{message.call_sid}?view=open")
         # A real transcript comes with timed segments: the sentences staff click to seek.
         assert re.search(r"birthday", page.locator("#segments").inner_text(), re.I)
         assert page.locator("#segments .segment").count() >= 1
