@@ -49,7 +49,11 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from moked.doctor import Doctor, format_report, to_json
+    from moked.stack.layout import python_services_fallback
 
+    fallback = python_services_fallback()
+    if fallback:  # the native stack as root, in a checkout `moked` cannot read
+        print(f"warning: {fallback}", file=sys.stderr)
     doctor = Doctor(settings, alerts_hours=args.hours)
     report = doctor.run(only=args.only or (), skip=args.skip or ())
     print(to_json(report) if args.json else format_report(report))

@@ -19,6 +19,8 @@ from typing import Any
 from mutagen import MutagenError
 from mutagen.mp3 import MP3, HeaderNotFoundError, MPEGFrame
 
+from moked.ownership import hand_over
+
 GREETINGS_URL_PREFIX = "/server/static/voice_responses/"
 """Public path nginx serves greetings under, as audio/mpeg."""
 MAX_GREETING_BYTES = 5 * 1024 * 1024
@@ -126,6 +128,7 @@ def store_greeting(greetings_dir: Path, business_id: int, data: bytes) -> str:
         handle.flush()
         os.fsync(handle.fileno())
     os.chmod(handle.name, 0o644)  # nginx workers (nobody) read it
+    hand_over(Path(handle.name))  # as root (`moked business add`): the CRM's to prune
     os.replace(handle.name, target)
     return name
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from moked.ownership import hand_over_tree
 from moked.settings import Settings, TranscriberBackend
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ def _assemble(target: Path) -> None:
         os.replace(partial, target / MODEL_FILE)
     finally:
         partial.unlink(missing_ok=True)
+    hand_over_tree(target)  # assembled as root (`moked model list`): the transcriber's too
 
 
 def embedded_model_dir(state_dir: Path) -> Path:
@@ -364,6 +366,7 @@ def _install(staging: Path, target: Path) -> None:
     """Move a complete, verified staging directory to its final name in one rename."""
     if target.exists():
         raise ModelError(f"{target} already exists")
+    hand_over_tree(staging)  # pulled as root: the transcriber (`moked`) reads it
     os.rename(staging, target)
     fd = os.open(target.parent, os.O_RDONLY)
     try:

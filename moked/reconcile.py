@@ -38,6 +38,7 @@ from moked.db.models import Recording
 from moked.db.session import postgres_refuses, settings_session
 from moked.intake import InboundEvent, apply_event, utcnow
 from moked.notify import dispatch
+from moked.ownership import hand_over
 from moked.queue import (
     LEASE_TTL_SECONDS,
     SCHEDULER_GRACE_SECONDS,
@@ -196,6 +197,7 @@ def replay_nginx_fallback(settings: Settings, redis: Redis) -> int:
                     _enqueue_quietly(redis, effects.enqueue_recording_sid)
             offset += len(raw)
             offset_file.write_text(str(offset))
+            hand_over(offset_file)  # replayed as root (`moked reconcile`): the service's next
     return replayed
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from moked.intake import InboundEvent
+from moked.ownership import hand_over
 from moked.statuses import EventSource
 
 
@@ -38,6 +39,7 @@ class Spool:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, final)
+        hand_over(self.directory, final)  # written as root: the services' to replay
         directory_fd = os.open(self.directory, os.O_RDONLY)
         try:
             os.fsync(directory_fd)

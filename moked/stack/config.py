@@ -17,21 +17,25 @@ import stat
 import string
 import subprocess
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from moked.mail_sink import sink_address
+from moked.models import models_root
 from moked.settings import Settings
 from moked.stack.layout import REPO_ROOT as REPO_ROOT
 from moked.stack.layout import SERVICE_ACCOUNT as SERVICE_ACCOUNT
+from moked.stack.layout import SERVICE_LAUNCHER as SERVICE_LAUNCHER
 from moked.stack.layout import StackLayout as StackLayout
 from moked.stack.layout import own_state as own_state
 from moked.stack.layout import program_section, unprivileged
+from moked.stack.layout import python_services_fallback as python_services_fallback
+from moked.stack.layout import python_services_user as python_services_user
 from moked.stack.layout import running_as_root as running_as_root
 from moked.stack.monitoring import monitoring_programs
 from moked.twilio import rest, twiml
 
 NGINX_TEMPLATE = REPO_ROOT / "nginx" / "nginx.conf.template"
-SERVICE_LAUNCHER = REPO_ROOT / "scripts" / "run-service"
 POSTGRES_BIN_CANDIDATES = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 # Callers' voices and the logs: the owner writes, the shared group reads, others nothing;
 # set-gid directories so every new file and directory gets the group.
@@ -201,9 +205,45 @@ def supervisord_config(layout: StackLayout, programs: list[str]) -> str:
     )
 
 
+class _PythonProgram(Protocol):
+    def __call__(
+        self,
+        name: str,
+        *,
+        priority: int,
+        environment: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> str: ...
+
+
+def _python_program(layout: StackLayout) -> _PythonProgram:
+    """How Moked's own services (scripts/run-service) are run: as `moked` when the stack runs
+    as root and that user can run this checkout (`python_services_user`), with its own HOME;
+    else as the invoking user."""
+    user = python_services_user()
+    launcher = str(SERVICE_LAUNCHER)
+
+    def section(
+        name: str,
+        *,
+        priority: int,
+        environment: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> str:
+        env = dict(environment or {})
+        keys = dict(extra or {})
+        if user is not None:
+            env.update(HOME=str(layout.service_home), USER=user, LOGNAME=user)
+            keys["user"] = user
+        if env:
+            keys["environment"] = ",".join(f'{key}="{value}"' for key, value in env.items())
+        return program_section(name, f"{launcher} {name}", priority=priority, extra=keys)
+
+    return section
+
+
 def program_sections(layout: StackLayout) -> list[str]:
     """Every native service, in start order."""
-    launcher = str(SERVICE_LAUNCHER)
     sections: list[str] = []
     if layout.manages_postgres:
         host, port, _, _, _ = layout.database
@@ -225,42 +265,40 @@ def program_sections(layout: StackLayout) -> list[str]:
                 "redis", f"redis-server {layout.redis_conf}", priority=10, extra=unprivileged()
             )
         )
+    python = _python_program(layout)
     sections.append(
-        program_section(
+        python(
             "webhooks",
-            f"{launcher} webhooks",
             priority=20,
-            extra={
-                # Loopback only, whatever .env says: nginx is the apps' one way in.
-                "environment": 'WEBHOOKS_BIND_HOST="127.0.0.1",'
-                f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "webhooks"}"'
+            # Loopback only, whatever .env says: nginx is the apps' one way in.
+            environment={
+                "WEBHOOKS_BIND_HOST": "127.0.0.1",
+                "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir / "webhooks"),
             },
         )
     )
     sections.append(
-        program_section(
+        python(
             "crm-ui",
-            f"{launcher} crm-ui",
             priority=20,
-            extra={
-                "environment": 'CRM_BIND_HOST="127.0.0.1",'
-                f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "crm-ui"}"'
+            environment={
+                "CRM_BIND_HOST": "127.0.0.1",
+                "PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir / "crm-ui"),
             },
         )
     )
     if sink_address(layout.settings) is not None:
         # Development: email goes to .eml files under MAIL_DIR, never to a real mailbox.
-        sections.append(program_section("mail-sink", f"{launcher} mail-sink", priority=20))
+        sections.append(python("mail-sink", priority=20))
     if rest.uses_simulator(layout.settings):
         # No real Twilio credentials in development: SMS/WhatsApp alerts go here instead.
-        sections.append(program_section("twilio-sim", f"{launcher} twilio-sim", priority=20))
+        sections.append(python("twilio-sim", priority=20))
     sections.append(
-        program_section(
+        python(
             "transcriber",
-            f"{launcher} transcriber",
             priority=30,
+            environment={"PROMETHEUS_MULTIPROC_DIR": str(layout.metrics_dir / "transcriber")},
             extra={
-                "environment": f'PROMETHEUS_MULTIPROC_DIR="{layout.metrics_dir / "transcriber"}"',
                 # Only the pool gets SIGTERM: it lets each worker finish its job, then exits.
                 "stopasgroup": "false",
                 "stopwaitsecs": "60",
@@ -268,8 +306,8 @@ def program_sections(layout: StackLayout) -> list[str]:
             },
         )
     )
-    sections.append(program_section("reconciler", f"{launcher} reconciler", priority=30))
-    sections.append(program_section("notifier", f"{launcher} notifier", priority=30))
+    sections.append(python("reconciler", priority=30))
+    sections.append(python("notifier", priority=30))
     sections.append(
         program_section(
             "nginx",
@@ -290,12 +328,23 @@ def prepare_dirs(layout: StackLayout) -> None:
         layout.redis_dir,
         layout.nginx_run_dir,
         layout.metrics_dir,
+        layout.service_home,
         settings.spool_dir,
+        settings.last_known_answers_dir,
+        models_root(layout.state_dir),
     ):
         directory.mkdir(parents=True, exist_ok=True)
-    # The development sink's mail holds callers' words: this user's alone.
-    settings.mail_dir.mkdir(parents=True, exist_ok=True)
-    settings.mail_dir.chmod(0o700)
+    # Only Moked reads these: the spool and the last answers (callers' numbers and words),
+    # the development sink's mail, the services' metrics and HOME.
+    for private in (
+        settings.spool_dir,
+        settings.last_known_answers_dir,
+        settings.mail_dir,
+        layout.metrics_dir,
+        layout.service_home,
+    ):
+        private.mkdir(parents=True, exist_ok=True)
+        private.chmod(0o700)
     # Greetings are public (Twilio fetches them through nginx, whose workers are nobody).
     settings.greetings_dir.mkdir(parents=True, exist_ok=True)
     settings.greetings_dir.chmod(0o755)
@@ -313,6 +362,21 @@ def prepare_dirs(layout: StackLayout) -> None:
         fallback.chmod(PRIVATE_FILE_MODE)
     # Redis runs as the unprivileged user when the stack runs as root (its config: render).
     own_state(layout.redis_dir)
+    if python_services_user() is not None:
+        # So do the Python services: what they write is theirs, whatever root (an earlier
+        # version, the operator's commands) left there. supervisord and nginx's master
+        # (root) still open the logs; the reconciler keeps its offset beside them.
+        own_state(
+            settings.spool_dir,
+            settings.last_known_answers_dir,
+            settings.mail_dir,
+            settings.greetings_dir,
+            settings.recordings_dir,
+            layout.log_dir,
+            layout.metrics_dir,
+            layout.service_home,
+            models_root(layout.state_dir),
+        )
     if running_as_root():
         shutil.chown(layout.nginx_run_dir, "nobody")
         if layout.manages_postgres:

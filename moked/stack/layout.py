@@ -7,23 +7,20 @@ neither of them.
 
 from __future__ import annotations
 
-import os
-import pwd
+import functools
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from moked.ownership import SERVICE_ACCOUNT as SERVICE_ACCOUNT
+from moked.ownership import hand_over_tree, service_ids
+from moked.ownership import running_as_root as running_as_root
 from moked.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The system user and group of the native stack when it runs as root (scripts/bootstrap
-# makes them; `moked stack up` too if missing). The group is the one shared by whatever
-# writes and reads recordings and logs: the services, and nginx's workers (nobody).
-SERVICE_ACCOUNT = "moked"
-
-
-def running_as_root() -> bool:
-    return os.geteuid() == 0
+SERVICE_LAUNCHER = REPO_ROOT / "scripts" / "run-service"
 
 
 def unprivileged() -> dict[str, str]:
@@ -35,19 +32,57 @@ def unprivileged() -> dict[str, str]:
 def own_state(*paths: Path) -> None:
     """As root: hand these files and directories (recursively) to the `moked` user, whose
     programs write them; idempotent, so state made by root in earlier versions is fixed."""
-    if not running_as_root():
-        return
-    account = pwd.getpwnam(SERVICE_ACCOUNT)
-    for top in paths:
-        if not top.exists():
-            continue
-        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
-            try:
-                status = path.lstat()
-                if (status.st_uid, status.st_gid) != (account.pw_uid, account.pw_gid):
-                    os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+    hand_over_tree(*paths)
+
+
+@functools.cache
+def python_unreachable_because(interpreter: Path) -> str | None:
+    """Why `moked` cannot run this checkout's Python services with `interpreter`, or None
+    when it can: it must exec it (not one under /root, like pyenv's) and read the
+    repository (a clone under /root it cannot)."""
+    probe = (
+        "import os, sys, moked.settings;"
+        f"sys.exit(0 if os.access({str(SERVICE_LAUNCHER)!r}, os.X_OK) else 3)"
+    )
+    try:
+        result = subprocess.run(
+            ["runuser", "-u", SERVICE_ACCOUNT, "--", str(interpreter), "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=REPO_ROOT,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot run {interpreter} as {SERVICE_ACCOUNT}: {exc}"
+    if result.returncode == 0:
+        return None
+    if result.returncode == 3:
+        return f"{SERVICE_LAUNCHER} is not reachable by the {SERVICE_ACCOUNT} user"
+    why = (result.stderr.strip().splitlines() or ["exit status " + str(result.returncode)])[-1]
+    return f"{interpreter} cannot import Moked as the {SERVICE_ACCOUNT} user ({why})"
+
+
+def python_services_fallback() -> str | None:
+    """As root, when the Python services cannot run as `moked`: a one-line warning saying
+    why (they run as root then); None when they run as `moked`, or the runner is not root."""
+    if service_ids() is None:
+        return None
+    why = python_unreachable_because(Path(sys.executable))
+    if why is None:
+        return None
+    return (
+        f"Moked's Python services run as root, not as {SERVICE_ACCOUNT}: {why}"
+        f" (clone Moked outside /root and run scripts/bootstrap there)"
+    )
+
+
+def python_services_user() -> str | None:
+    """The user supervisord runs the Python services as: `moked` when root and it can run
+    them, else None (the invoking user)."""
+    if service_ids() is None or python_unreachable_because(Path(sys.executable)):
+        return None
+    return SERVICE_ACCOUNT
 
 
 def is_loopback(host: str | None) -> bool:
@@ -95,6 +130,12 @@ class StackLayout:
     @property
     def metrics_dir(self) -> Path:
         return self.run_dir / "metrics"
+
+    @property
+    def service_home(self) -> Path:
+        """HOME of the Python services when they run as `moked` (whose own is /nonexistent):
+        what a library caches there (Hugging Face's hub cache, …) stays the stack's."""
+        return self.state_dir / "home"
 
     @property
     def env_file(self) -> Path:

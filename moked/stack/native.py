@@ -33,6 +33,8 @@ from moked.stack.config import (
     postgres_bin,
     prepare_dirs,
     program_sections,
+    python_services_fallback,
+    python_services_user,
     redis_config,
     render_nginx,
     running_as_root,
@@ -223,6 +225,8 @@ def render(layout: StackLayout) -> dict[str, bool]:
     prepare_dirs(layout)
     previous = layout.env_file.read_text(encoding="utf-8") if layout.env_file.exists() else ""
     write_env_file(layout.env_file, to_env(layout.settings))
+    if python_services_user() is not None:
+        own_state(layout.env_file)  # 0600: the services' (as `moked`) and root's alone
     changed = {"env": previous != layout.env_file.read_text(encoding="utf-8")}
     changed["nginx"] = _write_if_changed(
         layout.nginx_conf,
@@ -253,6 +257,9 @@ def _child_env() -> dict[str, str]:
 
 def start(layout: StackLayout) -> None:
     changed = render(layout)
+    fallback = python_services_fallback()  # after render: it makes the `moked` account
+    if fallback:
+        print(f"warning: {fallback}", file=sys.stderr)
     if layout.manages_postgres:
         init_postgres(layout)
     if not supervisor_running(layout):

@@ -28,6 +28,7 @@ import requests
 from urllib3.exceptions import LocationParseError
 from urllib3.util import Url, parse_url
 
+from moked.ownership import hand_over
 from transcriber.errors import MediaNotReady, MediaRejected, MediaUnavailable
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,8 @@ def store(recording_url: str, recording_sid: str, root: Path, policy: FetchPolic
         for directory in (target.parent, target.parent.parent):
             directory.chmod(DIR_MODE)
         partial.chmod(FILE_MODE)
+        # As root (a test, the CLI): the transcriber's, which writes beside it later.
+        hand_over(target.parent.parent, target.parent, partial)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

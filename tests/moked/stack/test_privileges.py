@@ -5,10 +5,15 @@ notifier, the reconciler), not by other local users."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import pwd
+import secrets
 import shutil
 import stat
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,9 +22,18 @@ import pytest
 import redis as redis_lib
 import requests
 
+from moked import cli, models
+from moked.db.models import Business
+from moked.db.session import session_scope
+from moked.greetings import greeting_url, synthesize_mp3
+from moked.intake import InboundEvent
+from moked.spool import Spool
 from moked.stack import config, monitoring, native
+from moked.stack import layout as layout_module
+from moked.statuses import Endpoint
 from tests.harness import StackUnderTest
-from tests.helpers import new_recording_sid
+from tests.helpers import new_call_sid, new_recording_sid
+from tests.moked.hub import HubServer
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, telephone_mp3
 from tests.services.transcriber.doubles import TwilioDouble
 from transcriber import media
@@ -212,3 +226,177 @@ def test_redis_and_monitoring_run_as_the_unprivileged_user(stack: StackUnderTest
     ):
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         assert "_up 1" in metrics, port
+
+
+# --- the Python services (issue 13, item 8's last part) ----------------------------------
+
+
+def _python_programs(stack: StackUnderTest) -> list[str]:
+    """Every program supervisord runs through scripts/run-service: Moked's own services."""
+    conf = stack.layout.supervisord_conf.read_text(encoding="utf-8")
+    names = []
+    for block in conf.split("[program:")[1:]:
+        name, _, body = block.partition("]")
+        if f"command={config.SERVICE_LAUNCHER} " in body:
+            names.append(name)
+    return names
+
+
+def _uids(pid: int) -> set[int]:
+    """The real, effective, saved and filesystem uids of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return {int(uid) for uid in line.split()[1:]}
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def _process_tree(pid: int) -> list[int]:
+    children = subprocess.run(
+        ["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [pid, *(p for child in children for p in _process_tree(int(child)))]
+
+
+@as_root
+def test_the_python_services_run_as_the_unprivileged_user(stack: StackUnderTest) -> None:
+    programs = _python_programs(stack)
+    assert {"webhooks", "crm-ui", "transcriber", "reconciler", "notifier"} <= set(programs)
+    moked_uid = pwd.getpwnam(config.SERVICE_ACCOUNT).pw_uid
+    for program in programs:
+        pid = stack.supervisorctl("pid", program).strip()
+        assert pid.isdigit() and pid != "0", f"{program}: {pid}"
+        tree = _process_tree(int(pid))
+        for process in tree:  # gunicorn's and the transcriber's workers too
+            assert _uids(process) == {moked_uid}, (program, process)
+    # What they write is theirs, private to them: the spool, the last answers, the mail,
+    # their metrics and HOME; recordings and logs shared with nginx's group only.
+    layout, settings = stack.layout, stack.settings
+    for directory, mode in (
+        (settings.spool_dir, 0o700),
+        (settings.last_known_answers_dir, 0o700),
+        (settings.mail_dir, 0o700),
+        (layout.metrics_dir, 0o700),
+        (layout.service_home, 0o700),
+        (settings.recordings_dir, 0o2750),
+        (layout.log_dir, 0o2750),
+        (settings.greetings_dir, 0o755),
+    ):
+        assert directory.owner() == config.SERVICE_ACCOUNT, directory
+        assert _mode(directory) == mode, directory
+    assert layout.env_file.owner() == config.SERVICE_ACCOUNT and _mode(layout.env_file) == 0o600
+    # The embedded model, assembled by the transcriber as that user, is its own.
+    embedded = models.models_root(layout.state_dir) / models.EMBEDDED_MODEL_NAME
+    if embedded.exists():
+        assert embedded.owner() == config.SERVICE_ACCOUNT
+
+
+@as_root
+def test_another_local_user_reads_no_callers_data_and_no_secret(stack: StackUnderTest) -> None:
+    event = InboundEvent(
+        endpoint=Endpoint.INCOMING_CALL,
+        params={"CallSid": new_call_sid(), "From": "+972501234567", "To": "+972035550123"},
+        event_id=secrets.token_hex(8),
+        received_at=dt.datetime.now(dt.UTC),
+    )
+    # A directory of the spool's own that the reconciler does not replay meanwhile.
+    held = stack.settings.spool_dir / f"held-{secrets.token_hex(4)}"
+    spooled = Spool(held).put(event)
+    try:
+        # Written by root (as the webhooks do in-process here): handed to the services.
+        assert spooled.owner() == held.owner() == config.SERVICE_ACCOUNT
+        assert _mode(spooled) == 0o600 and _mode(held) == 0o700
+        as_service = subprocess.run(
+            ["runuser", "-u", config.SERVICE_ACCOUNT, "--", "cat", str(spooled)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert as_service.returncode == 0 and "+972501234567" in as_service.stdout
+        layout = stack.layout
+        for private in (
+            spooled,
+            layout.env_file,  # every secret: the database's and Redis's passwords, …
+            layout.pg_superuser_password_file,
+            layout.log_dir / "reconciler.log",
+            layout.log_dir / "supervisord.log",
+        ):
+            denied = _as_nobody("cat", str(private))
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr, private
+        for directory in (stack.settings.spool_dir, stack.settings.last_known_answers_dir):
+            listing = _as_nobody("ls", str(directory))
+            assert listing.returncode != 0 and "Permission denied" in listing.stderr, directory
+    finally:
+        shutil.rmtree(held)
+
+
+@as_root
+def test_a_greeting_the_cli_adds_as_root_is_the_services_and_nginx_serves_it(
+    stack: StackUnderTest, make_business: Callable[..., Business], tmp_path: Path
+) -> None:
+    business = make_business()
+    path = tmp_path / "greeting.mp3"
+    path.write_bytes(synthesize_mp3("shalom", "en"))
+    assert cli.main(["business", "add", "--name", business.name, "--greeting", str(path)]) == 0
+    with session_scope() as session:
+        stored = session.get(Business, business.id)
+        assert stored is not None and stored.greeting_file
+        name = stored.greeting_file
+    greeting = stack.settings.greetings_dir / name
+    # The CRM (as `moked`) replaces and prunes it; nginx's workers (nobody) serve it.
+    assert greeting.owner() == config.SERVICE_ACCOUNT and _mode(greeting) == 0o644
+    served = requests.get(greeting_url(stack.layout.http_url, name), timeout=10)
+    assert served.status_code == 200 and served.content == greeting.read_bytes()
+
+
+@as_root
+def test_a_model_pulled_as_root_is_readable_by_the_transcriber_user(
+    stack: StackUnderTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    base = models.embedded_model_dir(tmp_path / "embedded")
+    server = HubServer()
+    server.add("moked-test/privileges-ct2", base, ["he"])
+    server.start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        assert cli.main(["model", "pull", "moked-test/privileges-ct2"]) == 0
+    finally:
+        server.stop()
+    state = stack.layout.state_dir
+    (model,) = models.find(state, "moked-test/privileges-ct2")
+    try:
+        for path in (model.directory, *model.directory.iterdir()):
+            assert path.owner() == config.SERVICE_ACCOUNT, path
+        # What the transcriber does with it, as its user: resolve it and read its weights.
+        probe = (
+            "import sys; from pathlib import Path; from moked import models;"
+            f"(m,) = models.find(Path({str(state)!r}), 'moked-test/privileges-ct2');"
+            "print(models.verify(m) == [])"
+        )
+        read = subprocess.run(
+            ["runuser", "-u", config.SERVICE_ACCOUNT, "--", sys.executable, "-c", probe],
+            capture_output=True, text=True, check=False, cwd=config.REPO_ROOT, timeout=120,
+        )  # fmt: skip
+        assert read.returncode == 0 and read.stdout.strip() == "True", read.stderr
+    finally:
+        models.remove(state, "moked-test/privileges-ct2")
+
+
+@as_root
+def test_a_checkout_the_unprivileged_user_cannot_reach_falls_back_to_root(
+    stack: StackUnderTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pyenv's interpreter under /root (0700), or a clone there: `moked` cannot exec it.
+    hidden = tmp_path / "root-only"
+    hidden.mkdir(mode=0o700)
+    interpreter = hidden / "python"
+    interpreter.symlink_to(sys.executable)
+    why = layout_module.python_unreachable_because(interpreter)
+    assert why is not None and str(interpreter) in why
+    monkeypatch.setattr(layout_module.sys, "executable", str(interpreter))
+    warning = config.python_services_fallback()
+    assert warning is not None and "\n" not in warning and "run as root" in warning
+    assert config.python_services_user() is None
+    sections = "".join(config.program_sections(stack.layout))
+    webhooks = sections.split("[program:webhooks]")[1].split("[program:")[0]
+    assert "user=" not in webhooks  # the invoking user: it still starts
+    assert "user=moked" in sections.split("[program:redis]")[1].split("[program:")[0]
