@@ -35,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioRestException
 
-from moked import followup, metrics
+from moked import callers, followup, metrics
 from moked.db.models import Call, CallbackAttempt, PhoneNumber, User
 from moked.db.session import on_commit
 from moked.phone import try_e164
@@ -173,7 +173,8 @@ def request(session: Session, call: Call, user: User, now: dt.datetime | None = 
     """A new attempt (requested) by `user` on `call`; its id. Raises CallbackRefused."""
     if not user.phone:
         raise CallbackRefused("add your phone number on your account page first")
-    caller = try_e164(call.from_number)
+    # The one rule for who can be called back, the same the CRM shows the button by.
+    caller = callers.caller_number(call.from_number)
     if caller is None:
         raise CallbackRefused("the caller's number is withheld")
     caller_id = _caller_id(session, call)
@@ -367,7 +368,7 @@ def reported(
     if endpoint is not Endpoint.CALLBACK_CONNECT or was_final or attempt.status.is_final:
         return None
     call = session.get(Call, attempt.call_id)
-    caller = try_e164(call.from_number) if call is not None else None
+    caller = callers.caller_number(call.from_number) if call is not None else None
     if caller is None or not attempt.caller_id:
         return None
     return Dialling(caller=caller, caller_id=attempt.caller_id, attempt_id=attempt.id)

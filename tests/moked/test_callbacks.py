@@ -399,6 +399,22 @@ def test_follow_up_changes_are_recorded_and_refused_when_not_allowed(
         assert all(c.user_id is not None for c in changes)
 
 
+def test_a_number_the_crm_offers_to_call_back_is_called_back(
+    api_app: Flask, sim: TwilioApiSimulator, twilio: TwilioClient, make_business
+) -> None:  # type: ignore[no-untyped-def]
+    """One rule for who can be called back (moked.callers.caller_number): a possible
+    number in a range newer than phonenumbers' metadata gets the button and the call."""
+    newer_range = "+972501234567"  # possible, not "valid" by phonenumbers' metadata
+    staff = make_staff(make_business)
+    call_sid = voicemail(twilio, staff.number, caller=newer_range)
+
+    started = call_back(api_app, staff, call_sid)
+    placed = sim.wait_for_call(str(started["call_sid"]))
+
+    assert final_attempt(int(str(started["attempt_id"]))).status is CallbackStatus.REACHED
+    assert placed.dial_number == newer_range
+
+
 def test_a_callback_is_refused_without_a_staff_phone_or_with_a_withheld_caller(
     api_app: Flask, twilio: TwilioClient, make_business
 ) -> None:  # type: ignore[no-untyped-def]
