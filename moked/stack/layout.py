@@ -35,32 +35,38 @@ def own_state(*paths: Path) -> None:
     hand_over_tree(*paths)
 
 
+def _as_service_account(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["runuser", "-u", SERVICE_ACCOUNT, "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
 @functools.cache
 def python_unreachable_because(interpreter: Path) -> str | None:
-    """Why `moked` cannot run this checkout's Python services with `interpreter`, or None
-    when it can: it must exec it (not one under /root, like pyenv's) and read the
-    repository (a clone under /root it cannot)."""
-    probe = (
-        "import os, sys, moked.settings;"
-        f"sys.exit(0 if os.access({str(SERVICE_LAUNCHER)!r}, os.X_OK) else 3)"
-    )
+    """Why `moked` cannot run this checkout's Python services with `interpreter`, and what
+    to do; None when it can. It must read the repository (not a clone under /root) and
+    exec the interpreter (not one under /root, like pyenv's)."""
     try:
-        result = subprocess.run(
-            ["runuser", "-u", SERVICE_ACCOUNT, "--", str(interpreter), "-c", probe],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=REPO_ROOT,
-        )
+        if _as_service_account("test", "-x", str(SERVICE_LAUNCHER)).returncode != 0:
+            return (
+                f"it cannot read {REPO_ROOT} (under /root?):"
+                " clone Moked elsewhere and run scripts/bootstrap there"
+            )
+        result = _as_service_account(str(interpreter), "-c", "import moked.settings")
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"cannot run {interpreter} as {SERVICE_ACCOUNT}: {exc}"
     if result.returncode == 0:
         return None
-    if result.returncode == 3:
-        return f"{SERVICE_LAUNCHER} is not reachable by the {SERVICE_ACCOUNT} user"
-    why = (result.stderr.strip().splitlines() or ["exit status " + str(result.returncode)])[-1]
-    return f"{interpreter} cannot import Moked as the {SERVICE_ACCOUNT} user ({why})"
+    why = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+    return (
+        f"it cannot run {interpreter} ({why}): run scripts/bootstrap, which makes .venv"
+        " on Debian's python3.11"
+    )
 
 
 def python_services_fallback() -> str | None:
@@ -71,10 +77,7 @@ def python_services_fallback() -> str | None:
     why = python_unreachable_because(Path(sys.executable))
     if why is None:
         return None
-    return (
-        f"Moked's Python services run as root, not as {SERVICE_ACCOUNT}: {why}"
-        f" (clone Moked outside /root and run scripts/bootstrap there)"
-    )
+    return f"Moked's Python services run as root, not as {SERVICE_ACCOUNT}: {why}"
 
 
 def python_services_user() -> str | None:
