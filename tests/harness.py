@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -56,9 +57,10 @@ def make_test_settings(state_dir: Path, **overrides: object) -> Settings:
         "redis_url": f"redis://:{secrets.token_hex(8)}@127.0.0.1:{free_port()}/0",
         "twilio_account_sid": TEST_ACCOUNT_SID,
         "twilio_auth_token": secrets.token_hex(16),
-        # Tests never reach Twilio: the REST API points at a closed loopback port unless a
-        # test passes its own mock's address.
-        "twilio_api_base": "http://127.0.0.1:9",
+        # Tests never reach Twilio: the REST API points at a loopback port where nothing
+        # listens (refused), unless a test starts the Twilio simulator on it for a while
+        # (StackUnderTest.twilio_api_port) or passes its own mock's address.
+        "twilio_api_base": f"http://127.0.0.1:{free_port()}",
         "secret_key": secrets.token_hex(32),
         "state_dir": state_dir,
         "greetings_dir": state_dir / "media" / "voice_responses",
@@ -97,6 +99,14 @@ class StackUnderTest:
     @property
     def base(self) -> str:
         return self.settings.public_base
+
+    @property
+    def twilio_api_port(self) -> int:
+        """Where the stack's services look for Twilio's REST API (nothing listens there
+        unless a test starts the simulator on it)."""
+        port = urlsplit(self.settings.twilio_api_base or "").port
+        assert port is not None
+        return port
 
     def supervisorctl(self, *args: str) -> str:
         """Run supervisorctl; after start/restart, wait until those programs answer.
