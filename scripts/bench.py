@@ -18,6 +18,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from moked.settings import ENV_FILE_VARIABLE, get_settings
+
 SECTIONS = {
     "webhooks": "scripts.bench_webhooks",
     "transcription": "scripts.bench_transcription",
@@ -58,7 +60,15 @@ def main() -> int:
         "",
     ]
     failed = False
+    developer_env = os.environ.get(ENV_FILE_VARIABLE)
     for name in wanted:
+        # A section's test stack points MOKED_ENV_FILE at its own file: each section starts
+        # from the developer's (the transcription bench reads its STATE_DIR/models).
+        if developer_env is None:
+            os.environ.pop(ENV_FILE_VARIABLE, None)
+        else:
+            os.environ[ENV_FILE_VARIABLE] = developer_env
+        get_settings.cache_clear()
         module_name = SECTIONS[name]
         print(f"== {name} ==", flush=True)
         try:
