@@ -8,6 +8,7 @@ neither of them.
 from __future__ import annotations
 
 import functools
+import pwd
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -66,6 +67,38 @@ def python_unreachable_because(interpreter: Path) -> str | None:
     return (
         f"it cannot run {interpreter} ({why}): run scripts/bootstrap, which makes .venv"
         " on Debian's python3.11"
+    )
+
+
+def state_unreachable_because(state_dir: Path, *users: str) -> str | None:
+    """As root: why the unprivileged users the stack runs its servers as (postgres, moked)
+    cannot work in `state_dir`, with the fix; None when they can, or not root. A checkout
+    under /root (0700) is the usual cause: Postgres would fail to start, saying less."""
+    if not running_as_root():
+        return None
+    existing = state_dir  # made by the stack if missing: then its parent must be entered
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    blocked = []
+    for user in users:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            continue
+        entered = subprocess.run(
+            ["runuser", "-u", user, "--", "test", "-x", str(existing)],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+        if entered.returncode != 0:
+            blocked.append(user)
+    if not blocked:
+        return None
+    return (
+        f"{state_dir} is out of reach of {' and '.join(blocked)}, who run the database and"
+        " Redis (a checkout under /root?): clone Moked where they can enter, e.g. /opt/moked,"
+        " or set STATE_DIR to such a directory"
     )
 
 

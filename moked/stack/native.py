@@ -40,6 +40,7 @@ from moked.stack.config import (
     running_as_root,
     supervisord_config,
 )
+from moked.stack.layout import SERVICE_ACCOUNT, state_unreachable_because
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,9 @@ def _child_env() -> dict[str, str]:
 
 
 def start(layout: StackLayout) -> None:
+    unreachable = state_unreachable_because(layout.state_dir, "postgres", SERVICE_ACCOUNT)
+    if unreachable:
+        raise StackError(unreachable)
     changed = render(layout)
     fallback = python_services_fallback()  # after render: it makes the `moked` account
     if fallback:

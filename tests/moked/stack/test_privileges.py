@@ -30,8 +30,9 @@ from moked.intake import InboundEvent
 from moked.spool import Spool
 from moked.stack import config, monitoring, native
 from moked.stack import layout as layout_module
+from moked.stack.config import StackLayout
 from moked.statuses import Endpoint
-from tests.harness import StackUnderTest
+from tests.harness import StackUnderTest, make_state_dir, make_test_settings
 from tests.helpers import new_call_sid, new_recording_sid
 from tests.moked.hub import HubServer
 from tests.services.transcriber.audio import VOICEMAIL_TEXT, telephone_mp3
@@ -409,3 +410,25 @@ def test_a_checkout_the_unprivileged_user_cannot_reach_falls_back_to_root(
     webhooks = sections.split("[program:webhooks]")[1].split("[program:")[0]
     assert "user=" not in webhooks  # the invoking user: it still starts
     assert "user=moked" in sections.split("[program:redis]")[1].split("[program:")[0]
+
+
+@as_root
+def test_stack_up_refuses_a_state_directory_the_database_user_cannot_enter() -> None:
+    """A checkout under /root (0700): one line saying why and what to do, before Postgres
+    fails to start with a message about something else."""
+    top = make_state_dir("moked-unreachable-")  # 0755, as /root's parent is
+    home = top / "root-like"
+    home.mkdir(mode=0o700)
+    settings = make_test_settings(home / "moked" / "var")
+    layout = StackLayout(settings=settings, state_dir=home / "moked" / "var")
+
+    with pytest.raises(native.StackError) as refused:
+        native.start(layout)
+
+    message = str(refused.value)
+    assert "postgres" in message and "/opt/moked" in message
+    assert str(layout.state_dir) in message and "\n" not in message
+    assert not layout.state_dir.exists()  # refused before anything was made
+    home.chmod(0o755)
+    assert layout_module.state_unreachable_because(layout.state_dir, "postgres", "moked") is None
+    shutil.rmtree(top)
