@@ -43,13 +43,29 @@ def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def search_terms(q: str) -> list[str]:
-    terms = [t for t in re.split(r"\s+", q.strip()) if t]
-    return [t.strip("\"'.,;:!?()") or t for t in terms][:MAX_TERMS]
-
-
 PHONE_LIKE = re.compile(r"\+?[\d\-(). ]+")
 """A search term that is a (part of a) phone number as people write one."""
+SPACED_NUMBER_DIGITS = 7
+"""Words of digits in a row with at least this many digits in all are one phone number
+written with spaces ("054 555 0123", "+972 54 555"); fewer ("10 30") stay words."""
+
+
+def search_terms(q: str) -> list[str]:
+    words = [t.strip("\"'.,;:!?()") or t for t in re.split(r"\s+", q.strip()) if t]
+    terms: list[str] = []
+    run: list[str] = []
+    for word in [*words, ""]:  # "" ends the last run
+        if word and PHONE_LIKE.fullmatch(word) and (not run or not word.startswith("+")):
+            run.append(word)
+            continue
+        digits = sum(ch.isdigit() for ch in "".join(run))
+        terms.extend(["".join(run)] if digits >= SPACED_NUMBER_DIGITS else run)
+        run = [word] if word and PHONE_LIKE.fullmatch(word) else []
+        if word and not run:
+            terms.append(word)
+    return terms[:MAX_TERMS]
+
+
 MAX_PAGE = 100_000
 MIN_DATE = dt.date(2000, 1, 1)
 MAX_DATE = dt.date(2199, 12, 31)

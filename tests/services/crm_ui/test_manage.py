@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import secrets
 import time
+from urllib.parse import quote
 
 import requests
 from sqlalchemy import select
@@ -126,6 +127,10 @@ def test_inbox_pages_newest_first(stack: StackUnderTest) -> None:
     assert "27 שיחות" in client.get("/?q=054-555").text  # the caller's number, as staff type it
     # Digits inside a word are not a number: "order-a5b5c5" must not find 054-555-….
     assert "0 שיחות" in client.get("/?q=order-a5b5c5").text
+    # A number written with spaces is one number, in any of the ways people write it.
+    for spaced in ("054 555 0026", "+972 54 555 0026", "054-555 0026"):
+        found = client.get("/?q=" + quote(spaced)).text
+        assert re.findall(r'data-call-sid="(CA\w+)"', found) == [rows[0]], spaced
     with session_scope() as session:
         total = len(session.scalars(select(Call).where(Call.business_id == business.id)).all())
     assert total == 27
