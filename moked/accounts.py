@@ -249,14 +249,6 @@ def _keep_an_owner(session: Session, row: Membership) -> None:
         raise LastOwner("a business keeps at least one owner")
 
 
-def _access_shrank(session: Session, user_id: int) -> None:
-    """End the user's sessions after a membership shrank, so an open session does not keep
-    what was taken away; an admin's access does not depend on memberships."""
-    user = session.get(User, user_id)
-    if user is not None and user.role != Role.ADMIN.value:
-        end_sessions(session, user_id)
-
-
 def set_membership_role(
     session: Session, business_id: int, user_id: int, role: MembershipRole
 ) -> bool:
@@ -268,7 +260,6 @@ def set_membership_role(
     if role is MembershipRole.MEMBER:
         _keep_an_owner(session, row)
         row.role = role
-        _access_shrank(session, user_id)
     else:
         row.role = role
     session.flush()
@@ -276,11 +267,14 @@ def set_membership_role(
 
 
 def remove_membership(session: Session, business_id: int, user_id: int) -> None:
-    """Take the business away from the user (their other memberships stay)."""
+    """Take the business away from the user (their other memberships stay).
+
+    Their open sessions need not end: the CRM reads a user's businesses and roles again on
+    every request (crm_ui.auth's loader), so the next request already lacks it. Ending them
+    would let an owner sign anyone out by adding, then removing, their email."""
     row = _membership(session, business_id, user_id)
     _keep_an_owner(session, row)
     session.delete(row)
-    _access_shrank(session, user_id)
     session.flush()
 
 

@@ -367,7 +367,7 @@ def add_member(business_id: int) -> WerkzeugResponse | tuple[str, int]:
 @bp.post("/businesses/<int:business_id>/members/<int:user_id>/role")
 @login_required
 def member_role(business_id: int, user_id: int) -> WerkzeugResponse:
-    """Owner ↔ member in this business; a demoted owner's sessions end (less access)."""
+    """Owner ↔ member in this business (a demoted owner's next request has less access)."""
     business = managed_business_or_404(business_id, me())
     form = MemberRoleForm()
     if not form.validate_on_submit():
@@ -393,8 +393,7 @@ def member_role(business_id: int, user_id: int) -> WerkzeugResponse:
 @bp.post("/businesses/<int:business_id>/members/<int:user_id>/remove")
 @login_required
 def remove_member(business_id: int, user_id: int) -> WerkzeugResponse:
-    """Take this business away from the person; their sessions end so an open one stops
-    seeing it at once."""
+    """Take this business away from the person: their next request no longer sees it."""
     business = managed_business_or_404(business_id, me())
     ActionForm()
     session = db()
