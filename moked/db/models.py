@@ -181,6 +181,9 @@ class Call(Base):
     follow_up_changes: Mapped[list[FollowUpChange]] = relationship(
         order_by="FollowUpChange.id", viewonly=True
     )
+    assignment_changes: Mapped[list[AssignmentChange]] = relationship(
+        order_by="AssignmentChange.id", viewonly=True
+    )
     caller: Mapped[Caller | None] = relationship(
         primaryjoin="and_(Call.business_id == foreign(Caller.business_id), "
         "Call.from_number == foreign(Caller.number))",
@@ -568,6 +571,23 @@ class CallbackAttempt(Base):
 
     call: Mapped[Call] = relationship()
     user: Mapped[User | None] = relationship()
+
+
+class AssignmentChange(Base):
+    """Each change of who a call is assigned to, with who changed it and when (the call's
+    timeline; migration 0012). Written where the assignment changes (crm_ui.calls)."""
+
+    __tablename__ = "assignment_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), index=True)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    """Who the call is assigned to from now on; None: nobody."""
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+    by: Mapped[User | None] = relationship(foreign_keys=[by_id])
 
 
 class FollowUpChange(Base):

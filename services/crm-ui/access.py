@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 from crm_ui.db import db
 from moked.accounts import Role, business_ids_for
 from moked.accounts import manages as _account_manages
-from moked.db.models import Business, Call, CallTag, Recording, User
+from moked.db.models import AssignmentChange, Business, Call, CallTag, Recording, User
 
 
 @dataclass
@@ -125,6 +125,8 @@ def call_or_404(call_sid: str, user: CurrentUser) -> Call:
             selectinload(Call.business).selectinload(Business.numbers),
             selectinload(Call.call_tags).selectinload(CallTag.tag),
             selectinload(Call.assignee),
+            selectinload(Call.assignment_changes).selectinload(AssignmentChange.assignee),
+            selectinload(Call.assignment_changes).selectinload(AssignmentChange.by),
             selectinload(Call.handled_by),
         )
         .where(Call.call_sid == call_sid),

@@ -45,6 +45,7 @@ from crm_ui.queries import list_args, list_filters, neighbours, search_terms
 from moked import followup, recordings
 from moked.accounts import Role
 from moked.db.models import (
+    AssignmentChange,
     Call,
     CallTag,
     Membership,
@@ -172,14 +173,22 @@ def tag_name(raw: str | None) -> str:
     return " ".join((raw or "").split())
 
 
-def assign_call(call: Call, assignee: User | None) -> bool:
-    """Assign the call to `assignee` (None: nobody). False, and nothing changed, when the
-    assignee may not see the call's business (`assignable_users`)."""
+def assign_call(call: Call, assignee: User | None, by_id: int) -> bool:
+    """Assign the call to `assignee` (None: nobody), by the user `by_id`; a change is kept
+    for the timeline. False, and nothing changed, when the assignee may not see the
+    call's business (`assignable_users`)."""
     if assignee is not None and assignee.id not in {
         u.id for u in assignable_users(call.business_id)
     }:
         return False
-    call.assignee_id = assignee.id if assignee is not None else None
+    assignee_id = assignee.id if assignee is not None else None
+    if call.assignee_id != assignee_id:
+        call.assignee_id = assignee_id
+        db().add(
+            AssignmentChange(
+                call_id=call.id, assignee_id=assignee_id, by_id=by_id, at=followup.utcnow()
+            )
+        )
     return True
 
 
@@ -275,6 +284,15 @@ def timeline_of(
         who = (tagger.name or tagger.email) if tagger else ""
         title = _("Tag added: {name}", name=call_tag.tag.name)
         entries.append(TimelineEntry(call_tag.created_at, "tag", title, who))
+    for change in call.assignment_changes:
+        by = (change.by.name or change.by.email) if change.by else ""
+        assignee = change.assignee
+        title = (
+            _("Assigned to {name}", name=assignee.name or assignee.email)
+            if assignee is not None
+            else _("Assignment removed")
+        )
+        entries.append(TimelineEntry(change.at, "assign", title, by))
     if call.handled_at is not None and not call.follow_up_changes:  # handled before 0008
         who = call.handled_by.email if call.handled_by else ""
         entries.append(TimelineEntry(call.handled_at, "done", _("Marked handled"), who))
@@ -492,7 +510,7 @@ def assign(call_sid: str) -> WerkzeugResponse:
     if not form.validate_on_submit():
         message = _("That user cannot be assigned to this call.")
         return refuse("assign-form", message, _page(call))
-    assign_call(call, allowed.get(form.assignee.data or ""))
+    assign_call(call, allowed.get(form.assignee.data or ""), me().id)
     db().commit()
     flash(_("Assignee updated."), "success")
     return _back(call)

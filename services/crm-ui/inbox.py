@@ -209,7 +209,7 @@ def bulk() -> WerkzeugResponse:
                 message = _("That user cannot be assigned to these calls.")
                 return refuse(BULK_FORM, message, page_url)
         for call in calls:
-            if assign_call(call, chosen):
+            if assign_call(call, chosen, me().id):
                 changed += 1
             else:
                 unchanged += 1

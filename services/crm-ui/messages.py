@@ -58,6 +58,8 @@ HEBREW: dict[str, str] = {
     "Anyone": "כולם",
     "Me": "אני",
     "Unassigned": "ללא אחראי",
+    "Assigned to {name}": "שויכה אל {name}",
+    "Assignment removed": "השיוך בוטל",
     "Apply filters": "סינון",
     "{count} calls": "{count} שיחות",
     "1 call": "שיחה אחת",

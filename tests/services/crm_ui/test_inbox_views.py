@@ -18,7 +18,7 @@ from sqlalchemy import select
 from moked import followup
 from moked.accounts import Role, add_user, create_token
 from moked.businesses import zone
-from moked.db.models import Business, Call, CallTag, FollowUpChange, Tag, User
+from moked.db.models import AssignmentChange, Business, Call, CallTag, FollowUpChange, Tag, User
 from moked.db.session import session_scope
 from moked.statuses import CallStatus, FollowUp
 from tests.harness import StackUnderTest
@@ -316,6 +316,19 @@ def test_bulk_assign_refuses_calls_of_a_business_the_assignee_cannot_see(
     assert _rows(mine) == {here, there}
     _, nobody = _bulk(staff.client, "?view=all", {"operation": "assign", "call_sid": [here]})
     assert "שיחה אחת שויכה." in nobody and _follow_up(here)[2] is None
+
+    # Every change is kept, with who made it: colleague → me → nobody (the refusal is none).
+    with session_scope() as session:
+        history = session.execute(
+            select(AssignmentChange.assignee_id, AssignmentChange.by_id)
+            .join(Call, Call.id == AssignmentChange.call_id)
+            .where(Call.call_sid == here)
+            .order_by(AssignmentChange.id)
+        ).all()
+    mine_and_colleagues = [(colleague, staff.user_id), (staff.user_id, staff.user_id)]
+    assert [tuple(row) for row in history] == [*mine_and_colleagues, (None, staff.user_id)]
+    timeline = staff.client.get(f"/calls/{here}").get_data(as_text=True)
+    assert timeline.count("tl-assign") == 3 and "השיוך בוטל" in timeline
 
 
 def test_bulk_tag_tags_the_users_calls_only(

@@ -14,6 +14,7 @@ from crm_ui import callbacks as callback_page
 from crm_ui import calls
 from crm_ui.present import CHANNEL_NAMES, TimelineEntry
 from moked.db.models import (
+    AssignmentChange,
     Call,
     CallbackAttempt,
     CallTag,
@@ -116,6 +117,10 @@ def a_call_with_everything() -> tuple[Call, list[WebhookEvent], list[Note], dict
         for manual in (False, True)
     ]  # fmt: skip
     call.call_tags = [CallTag(tag=Tag(name="לקוח חוזר"), created_by_id=7, created_at=tick())]
+    call.assignment_changes = [
+        AssignmentChange(assignee=nameless, by=dana, at=tick()),
+        AssignmentChange(assignee=None, by=dana, at=tick()),
+    ]
     notes = [Note(body="לחזור אחרי הצהריים", author=nameless, created_at=tick())]
     return call, events, notes, {7: dana, 8: nameless}
 
@@ -158,6 +163,7 @@ def test_a_hebrew_user_reads_every_timeline_entry_in_hebrew(crm_app: Flask) -> N
     sent = [e for e in entries if e.icon == "notify"]
     assert len(sent) == len(Channel) * len(calls.DELIVERY_TITLES)
     assert {"נוספה הערה", "נוספה תגית: לקוח חוזר"} <= set(titles)
+    assert {"שויכה אל staff@alpha.test", "השיוך בוטל"} <= set(titles)
     # The same call in English is English: the Hebrew came from the translator.
     with crm_app.test_request_context("/", headers={"Cookie": "moked_lang=en"}):
         english_titles = [e.title for e in calls.timeline_of(call, events, notes, users)]
@@ -167,6 +173,7 @@ def test_a_hebrew_user_reads_every_timeline_entry_in_hebrew(crm_app: Flask) -> N
 def test_a_call_handled_before_follow_ups_existed_says_so_in_hebrew(crm_app: Flask) -> None:
     call = Call(call_sid=CALL_SID, handled_at=tick(), handled_by=User(email="old@alpha.test"))
     call.follow_up_changes = []
+    call.assignment_changes = []
     call.callback_attempts = []
     call.notifications = []
     with crm_app.test_request_context("/", headers={"Cookie": "moked_lang=he"}):
