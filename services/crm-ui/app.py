@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import logging
 import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Response, g, render_template, request, url_for
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import text
@@ -128,6 +130,18 @@ def _unexpected(exc: Exception) -> Response | tuple[Any, int]:
         return Response(UNAVAILABLE_PAGE, status=code, content_type="text/html; charset=utf-8")
 
 
+@functools.cache
+def _static_version(filename: str) -> str:
+    """A short hash of a static file: its URL changes exactly when its content does."""
+    return hashlib.sha256((HERE / "static" / filename).read_bytes()).hexdigest()[:12]
+
+
+def static_url(filename: str) -> str:
+    """The URL of a static file with its content's version, so browsers cache it for good
+    and fetch it again after a release that changed it."""
+    return url_for("static", filename=filename, v=_static_version(filename))
+
+
 def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     settings = settings or get_settings()
     app = Flask(
@@ -173,6 +187,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         focused_snippet=present.focused_snippet,
     )
     app.jinja_env.globals.update(
+        static_url=static_url,
         # A number staff can dial: E.164 and not withheld (Twilio's anonymous markers).
         dialable=caller_number,
         local_time=present.local_time,
