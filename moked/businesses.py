@@ -152,6 +152,17 @@ def add_number(session: Session, business: Business, raw: str) -> PhoneNumber:
     return number
 
 
+def remove_number(session: Session, business: Business, number_id: int) -> str | None:
+    """Detach one of the business's numbers; its E.164, or None when the business has no
+    such number (another business's number is not this business's to remove)."""
+    number = session.get(PhoneNumber, number_id)
+    if number is None or number.business_id != business.id:
+        return None
+    session.delete(number)
+    session.flush()
+    return number.e164
+
+
 def upsert_business(session: Session, spec: BusinessSpec, greetings_dir: Path) -> Business:
     """Create the business, or update the one with this name: running it twice is harmless,
     and only what the spec gives changes (no default overwrites an owner's choice)."""

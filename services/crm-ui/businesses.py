@@ -46,8 +46,8 @@ from moked.accounts import (
     remove_membership,
     set_membership_role,
 )
-from moked.businesses import BusinessError, add_number
-from moked.db.models import Business, Call, Membership, PhoneNumber, Tag, User
+from moked.businesses import BusinessError, add_number, remove_number
+from moked.db.models import Business, Call, Membership, Tag, User
 from moked.greetings import (
     GREETINGS_URL_PREFIX,
     MAX_GREETING_BYTES,
@@ -302,11 +302,9 @@ def _refused(business: Business, form_id: str, message: str) -> WerkzeugResponse
 def remove_phone_number(business_id: int, number_id: int) -> WerkzeugResponse:
     business = managed_business_or_404(business_id, me())
     ActionForm()
-    number = db().get(PhoneNumber, number_id)
-    if number is None or number.business_id != business.id:
+    e164 = remove_number(db(), business, number_id)
+    if e164 is None:
         abort(404)
-    e164 = number.e164
-    db().delete(number)
     db().commit()
     flash(_("Number {number} removed.", number=e164), "info")
     return _back(business, "#numbers")
