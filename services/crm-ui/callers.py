@@ -25,6 +25,7 @@ from crm_ui.db import db
 from crm_ui.feedback import refuse
 from crm_ui.i18n import current_language
 from crm_ui.i18n import gettext as _
+from crm_ui.queries import list_args
 from moked import callers
 from moked.db.models import Call, Caller, Note
 
@@ -105,8 +106,13 @@ def init_app(app: Flask) -> None:
 # --- from the call page --------------------------------------------------------------------
 
 
+def _call_page(call: Call) -> str:
+    """The call page within the inbox list it was opened from (previous/next keep it)."""
+    return url_for("calls.show", call_sid=call.call_sid, **list_args(request.args))
+
+
 def _card_back(call: Call) -> WerkzeugResponse:
-    return redirect(url_for("calls.show", call_sid=call.call_sid) + "#caller")
+    return redirect(_call_page(call) + "#caller")
 
 
 def _number_of(call: Call) -> tuple[int, str]:
@@ -131,7 +137,7 @@ def name(call_sid: str) -> WerkzeugResponse:
     except callers.CallerError:
         session.rollback()
         message = _("A caller's name is at most 200 characters.")
-        return refuse("caller-name-form", message, url_for("calls.show", call_sid=call.call_sid))
+        return refuse("caller-name-form", message, _call_page(call))
     session.commit()
     flash(_("Caller's name saved.") if caller.name else _("Caller's name removed."), "success")
     return _card_back(call)

@@ -384,6 +384,7 @@ def live(call_sid: str) -> str:
         recording=main_recording(call),
         action_form=ActionForm(),
         terms=search_terms(request.args.get("q", "")[:200]),
+        list_args=list_args(request.args),
     )
 
 

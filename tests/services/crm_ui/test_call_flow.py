@@ -212,3 +212,19 @@ def test_the_call_pages_forms_keep_the_list(world: World) -> None:
     assert target(logged.headers["Location"]) == (f"/calls/{c['a40']}", apples)
     refused = client.post(f"/calls/{c['a40']}/notes?view=mine&q=apple", data={"body": " "})
     assert target(refused.headers["Location"]) == (f"/calls/{c['a40']}", apples)
+
+
+def test_the_transcript_and_caller_forms_keep_the_list_too(world: World) -> None:
+    """Transcribe again, name or block the caller, and the transcript's polling: all within
+    the same list, so previous/next still walk it afterwards."""
+    c, client = world.calls, world.client
+    apples = {"view": ["mine"], "q": ["apple"]}
+    page = call_page(client, c["a40"], "view=mine&q=apple")
+    kept = "?view=mine&amp;q=apple"
+    assert f'data-live-url="/calls/{c["a40"]}/live{kept}"' in page
+    assert re.search(rf'action="/calls/{c["a40"]}/recordings/RE\w+/retranscribe\?view=mine', page)
+    assert f'action="/calls/{c["a40"]}/caller/name{kept}"' in page
+    named = client.post(f"/calls/{c['a40']}/caller/name?view=mine&q=apple", data={"name": "Dana"})
+    assert target(named.headers["Location"]) == (f"/calls/{c['a40']}", apples)
+    live = client.get(f"/calls/{c['a40']}/live?view=mine&q=apple").get_data(as_text=True)
+    assert f'data-live-url="/calls/{c["a40"]}/live{kept}"' in live
