@@ -2,6 +2,8 @@
 // ever is, it must bypass /webhook/* and *.mp3 (see docs).
 (function () {
   "use strict";
+  // Styles that need the script (e.g. bulk actions shown once a call is checked) key on it.
+  document.documentElement.classList.add("js");
 
   var INBOX_INTERVAL_MS = 8000;
   var CALL_INTERVAL_MS = 5000;

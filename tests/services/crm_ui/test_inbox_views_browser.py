@@ -54,9 +54,12 @@ def test_check_all_and_resolve_in_bulk_by_keyboard(
         assert page.inner_text("[data-view-count=open]") == "3"
         assert_accessible_forms(page)
 
+        # The actions appear once a call is checked (on a phone the calls come first).
+        assert not page.is_visible("#bulk-resolve") and not page.is_visible("#bulk-tag")
         page.focus("#select-all")
         page.keyboard.press("Space")
         assert page.locator(".row-select:checked").count() == 3
+        assert page.is_visible("#bulk-resolve") and page.is_visible("#bulk-tag")
         assert "3" in page.inner_text("#bulk-count")
         page.locator(".row-select").first.focus()
         page.keyboard.press("Space")  # one unchecked again
