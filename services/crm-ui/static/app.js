@@ -276,16 +276,25 @@
       else { dialog.setAttribute("open", ""); }
       document.getElementById("shortcuts-close").focus();
     }
+    // Closing and giving the focus back happen in one step: the dialog's own "close" event
+    // comes a task later, when the dialog is already hidden with the focus still inside.
     function close() {
       if (typeof dialog.close === "function") { dialog.close(); }
-      else { dialog.removeAttribute("open"); returnFocus(); }
+      else { dialog.removeAttribute("open"); }
+      returnFocus();
     }
     function returnFocus() {
       var back = opener && document.contains(opener) ? opener : null;
       opener = null;
       if (back && back !== document.body && back.focus) { back.focus(); }
+      else if (dialog.contains(document.activeElement)) { document.activeElement.blur(); }
     }
-    dialog.addEventListener("close", returnFocus);  // Esc (the dialog's own) or the button
+    dialog.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") { event.preventDefault(); close(); }  // instead of the native cancel
+    });
+    dialog.addEventListener("close", function () {  // closed any other way
+      if (dialog.contains(document.activeElement) || opener) { returnFocus(); }
+    });
     dialog.addEventListener("click", function (event) {
       if (event.target === dialog) { close(); }  // a click on the backdrop
     });
