@@ -107,6 +107,9 @@
       fetchFragment(url).then(function (html) {
         var fresh = html.trim();
         if (fresh === last) { return; }
+        // The user moved into the list (j/k, a click) while this was fetched: never pull
+        // the rows from under their focus; the next tick tries again.
+        if (document.activeElement && list.contains(document.activeElement)) { return; }
         var before = sids(list);
         var checked = checkedSids(list);
         list.innerHTML = fresh;
