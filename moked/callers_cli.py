@@ -9,26 +9,24 @@ from moked.businesses import require_business
 from moked.settings import Settings
 
 
-def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
+def _set_blocked(args: argparse.Namespace, blocked: bool) -> int:
     from moked import callers
     from moked.db.session import session_scope
 
     with session_scope() as session:
         business = require_business(session, args.business)
-        caller = callers.block(session, business.id, args.number)
-        print(f"blocked {caller.number} for {business.name}")
+        change = callers.block if blocked else callers.unblock
+        caller = change(session, business.id, args.number)
+        print(f"{'blocked' if blocked else 'unblocked'} {caller.number} for {business.name}")
     return 0
+
+
+def cmd_block(args: argparse.Namespace, settings: Settings) -> int:
+    return _set_blocked(args, blocked=True)
 
 
 def cmd_unblock(args: argparse.Namespace, settings: Settings) -> int:
-    from moked import callers
-    from moked.db.session import session_scope
-
-    with session_scope() as session:
-        business = require_business(session, args.business)
-        caller = callers.unblock(session, business.id, args.number)
-        print(f"unblocked {caller.number} for {business.name}")
-    return 0
+    return _set_blocked(args, blocked=False)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

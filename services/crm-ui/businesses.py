@@ -297,6 +297,12 @@ def _refused(business: Business, form_id: str, message: str) -> WerkzeugResponse
     return refuse(form_id, message, url_for("businesses.show", business_id=business.id))
 
 
+def _keeps_an_owner(business: Business) -> WerkzeugResponse:
+    """The refusal of a team change that would leave the business without an owner."""
+    message = _("A business keeps at least one owner: make someone else an owner first.")
+    return _refused(business, "team", message)
+
+
 @bp.post("/businesses/<int:business_id>/numbers/<int:number_id>/delete")
 @login_required
 def remove_phone_number(business_id: int, number_id: int) -> WerkzeugResponse:
@@ -375,11 +381,7 @@ def member_role(business_id: int, user_id: int) -> WerkzeugResponse:
         changed = set_membership_role(session, business.id, user_id, MembershipRole(form.role.data))
         session.commit()
     except LastOwner:
-        return _refused(
-            business,
-            "team",
-            _("A business keeps at least one owner: make someone else an owner first."),
-        )
+        return _keeps_an_owner(business)
     except AccountError:
         session.rollback()
         abort(404)  # not a member of this business
@@ -399,11 +401,7 @@ def remove_member(business_id: int, user_id: int) -> WerkzeugResponse:
         remove_membership(session, business.id, user_id)
         session.commit()
     except LastOwner:
-        return _refused(
-            business,
-            "team",
-            _("A business keeps at least one owner: make someone else an owner first."),
-        )
+        return _keeps_an_owner(business)
     except AccountError:
         session.rollback()
         abort(404)
