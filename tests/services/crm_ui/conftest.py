@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from moked import recordings
@@ -187,3 +188,17 @@ def browser(stack: StackUnderTest) -> Iterator[object]:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def signed_in_staff(
+    stack: StackUnderTest, crm_client: FlaskClient, make_business: Callable[..., Business]
+) -> tuple[FlaskClient, Business]:
+    """A new business and one of its staff, signed in on the app's test client."""
+    business = make_business(name=f"Staff's {secrets.token_hex(3)}")
+    email = f"staff-{secrets.token_hex(4)}@moked.test"
+    with session_scope() as session:
+        add_user(session, email, role=Role.STAFF, business=business.name, password=PASSWORD)
+    answer = crm_client.post("/login", data={"email": email, "password": PASSWORD})
+    assert answer.status_code == 302, answer.data
+    return crm_client, business

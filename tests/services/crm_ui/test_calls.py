@@ -7,11 +7,9 @@ import secrets
 import time
 from collections.abc import Callable
 
-import pytest
 from flask.testing import FlaskClient
 
 from moked import recordings
-from moked.accounts import Role, add_user
 from moked.db.models import Business
 from moked.db.session import session_scope
 from moked.statuses import ProcessingStatus
@@ -31,19 +29,6 @@ def _call_with_recording(twilio: TwilioClient, business: Business, text: str) ->
     return call_sid, recording_sid
 
 
-@pytest.fixture
-def staff(
-    stack: StackUnderTest, crm_client: FlaskClient, make_business: Callable[..., Business]
-) -> tuple[FlaskClient, Business]:
-    business = make_business(name=f"Retry {secrets.token_hex(3)}")
-    email = f"staff-{secrets.token_hex(4)}@moked.test"
-    with session_scope() as session:
-        add_user(session, email, role=Role.STAFF, business=business.name, password=PASSWORD)
-    answer = crm_client.post("/login", data={"email": email, "password": PASSWORD})
-    assert answer.status_code == 302, answer.data
-    return crm_client, business
-
-
 def _status(recording_sid: str) -> ProcessingStatus:
     with session_scope() as session:
         recording = recordings.lock(session, recording_sid)
@@ -60,9 +45,9 @@ def _retranscribe(client: FlaskClient, call_sid: str, recording_sid: str) -> str
 
 
 def test_an_empty_transcript_can_be_transcribed_again(
-    stack: StackUnderTest, twilio: TwilioClient, staff: tuple[FlaskClient, Business]
+    stack: StackUnderTest, twilio: TwilioClient, signed_in_staff: tuple[FlaskClient, Business]
 ) -> None:
-    client, business = staff
+    client, business = signed_in_staff
     call_sid, recording_sid = _call_with_recording(twilio, business, "")
     assert _status(recording_sid) is ProcessingStatus.EMPTY
     page = client.get(f"/calls/{call_sid}").get_data(as_text=True)
@@ -82,9 +67,9 @@ def test_an_empty_transcript_can_be_transcribed_again(
 
 
 def test_a_ready_transcript_is_not_sent_back(
-    twilio: TwilioClient, staff: tuple[FlaskClient, Business]
+    twilio: TwilioClient, signed_in_staff: tuple[FlaskClient, Business]
 ) -> None:
-    client, business = staff
+    client, business = signed_in_staff
     call_sid, recording_sid = _call_with_recording(twilio, business, "שלום, תחזרו אליי")
     page = client.get(f"/calls/{call_sid}").get_data(as_text=True)
     # Only in a language staff pick (issue 15): the picker offers no "detect it".
@@ -96,10 +81,10 @@ def test_a_ready_transcript_is_not_sent_back(
 
 def test_another_business_recording_is_404(
     twilio: TwilioClient,
-    staff: tuple[FlaskClient, Business],
+    signed_in_staff: tuple[FlaskClient, Business],
     make_business: Callable[..., Business],
 ) -> None:
-    client, _mine = staff
+    client, _mine = signed_in_staff
     theirs = make_business(name=f"Other {secrets.token_hex(3)}")
     call_sid, recording_sid = _call_with_recording(twilio, theirs, "")
     answer = client.post(f"/calls/{call_sid}/recordings/{recording_sid}/retranscribe")

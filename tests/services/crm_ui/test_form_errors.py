@@ -12,7 +12,7 @@ import pytest
 from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 
-from moked.accounts import Role, add_user
+from moked.accounts import add_user
 from moked.db.models import Business
 from moked.db.session import session_scope
 from moked.statuses import ProcessingStatus
@@ -82,21 +82,8 @@ def assert_error_inside(page: str, form_id: str, message: str, field: str) -> No
 
 
 @pytest.fixture
-def staff(
-    stack: StackUnderTest, crm_client: FlaskClient, make_business: Callable[..., Business]
-) -> tuple[FlaskClient, Business]:
-    business = make_business(name=f"Forms {secrets.token_hex(3)}")
-    email = f"staff-{secrets.token_hex(4)}@moked.test"
-    with session_scope() as session:
-        add_user(session, email, role=Role.STAFF, business=business.name, password=PASSWORD)
-    answer = crm_client.post("/login", data={"email": email, "password": PASSWORD})
-    assert answer.status_code == 302, answer.data
-    return crm_client, business
-
-
-@pytest.fixture
-def call_sid(twilio: TwilioClient, staff: tuple[FlaskClient, Business]) -> str:
-    sid, recording_sid = recorded_call(twilio, staff[1].numbers[0].e164)
+def call_sid(twilio: TwilioClient, signed_in_staff: tuple[FlaskClient, Business]) -> str:
+    sid, recording_sid = recorded_call(twilio, signed_in_staff[1].numbers[0].e164)
     with session_scope() as session:
         settle(session, recording_sid, ProcessingStatus.READY, transcript="שלום", model="test")
     return sid
@@ -112,9 +99,9 @@ def _refused(client: FlaskClient, path: str, data: dict[str, str], anchor: str) 
 
 
 def test_refused_call_page_forms_show_the_error_inside_the_form(
-    staff: tuple[FlaskClient, Business], call_sid: str
+    signed_in_staff: tuple[FlaskClient, Business], call_sid: str
 ) -> None:
-    client, _ = staff
+    client, _ = signed_in_staff
     base = f"/calls/{call_sid}"
     page = _refused(client, f"{base}/notes", {"body": "   "}, "note-form")
     assert_error_inside(page, "note-form", "הערה לא יכולה להיות ריקה.", "note-body")
@@ -134,9 +121,9 @@ def test_refused_call_page_forms_show_the_error_inside_the_form(
 
 
 def test_refused_account_forms_show_the_error_inside_the_form(
-    staff: tuple[FlaskClient, Business],
+    signed_in_staff: tuple[FlaskClient, Business],
 ) -> None:
-    client, _ = staff
+    client, _ = signed_in_staff
     page = _refused(client, "/account/phone", {"phone": "054-12ab"}, "phone-form")
     assert_error_inside(page, "phone-form", "זה אינו מספר טלפון תקין.", "my-phone")
 
