@@ -31,6 +31,7 @@ from moked.simulator.twilio_api import TwilioApiSimulator
 from moked.statuses import CallbackStatus, FollowUp
 from tests.harness import StackUnderTest
 from tests.services.crm_ui.conftest import PASSWORD, Tenant, feed_call
+from tests.services.crm_ui.test_browser import login
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 900}
@@ -164,10 +165,7 @@ def test_the_morning_flow_by_clicks(
     context = browser.new_context(viewport=viewport, locale="he-IL")
     page = context.new_page()
     try:
-        page.goto(base + "/login")
-        page.fill("#email", morning.email)
-        page.fill("#password", PASSWORD)
-        page.click("form[action='/login'] button[type=submit]")
+        login(page, base, morning.email)
 
         # The inbox opens on the open calls, newest first.
         rows = page.locator("tr.call-row")
