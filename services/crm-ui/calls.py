@@ -43,7 +43,7 @@ from crm_ui.present import (
 )
 from crm_ui.queries import list_args, list_filters, neighbours, search_terms
 from moked import followup, recordings
-from moked.accounts import Role
+from moked.accounts import Role, business_ids_for
 from moked.db.models import (
     AssignmentChange,
     Call,
@@ -176,11 +176,11 @@ def tag_name(raw: str | None) -> str:
 def assign_call(call: Call, assignee: User | None, by_id: int) -> bool:
     """Assign the call to `assignee` (None: nobody), by the user `by_id`; a change is kept
     for the timeline. False, and nothing changed, when the assignee may not see the
-    call's business (`assignable_users`)."""
-    if assignee is not None and assignee.id not in {
-        u.id for u in assignable_users(call.business_id)
-    }:
-        return False
+    call's business (the rule of `assignable_users`, asked of this one user)."""
+    if assignee is not None:
+        sees = business_ids_for(db(), assignee)  # None: an admin sees every business
+        if not assignee.is_active or (sees is not None and call.business_id not in sees):
+            return False
     assignee_id = assignee.id if assignee is not None else None
     if call.assignee_id != assignee_id:
         call.assignee_id = assignee_id
