@@ -226,6 +226,8 @@ def test_the_morning_flow_with_the_keyboard_only(
         tab_to(page, "#password")
         page.keyboard.type(PASSWORD)
         page.keyboard.press("Enter")
+        # The inbox loaded: its rows are parsed before app.js (deferred) sets up the keys.
+        page.wait_for_url(re.compile(re.escape(base) + r"/(\?.*)?$"))
         page.locator("tr.call-row").first.wait_for()
 
         page.keyboard.press("j")  # the first (newest) row
