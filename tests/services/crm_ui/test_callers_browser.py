@@ -74,8 +74,9 @@ def test_name_and_block_a_caller_by_clicks_on_a_desktop_and_a_phone(
         page.screenshot(path=str(artifacts / "crm-callers-phone.png"), full_page=True)
 
         listed = page.locator(f"tr[data-number='{number}']")
-        listed.locator("button[type=submit]").last.click()
-        page.wait_for_load_state()
+        # The unblock's answer is a new page: wait for it (the old one is "loaded" already).
+        with page.expect_navigation():
+            listed.locator("button[type=submit]").last.click()
         assert page.locator(f"tr[data-number='{number}']").count() == 0
     finally:
         context.close()

@@ -59,8 +59,9 @@ def test_an_owner_adds_an_email_rule_and_the_voicemail_alert_shows_on_the_call(
         page.select_option("#rule-channel", "email")
         page.fill("#rule-recipient", inbox)
         page.select_option("#rule-when", "message")
-        page.click("#rule-form button[type=submit]")
-        page.wait_for_url(f"**/businesses/{business.id}/notifications")
+        # The form redirects back to the URL the page is already on: wait for the new page.
+        with page.expect_navigation(url=f"**/businesses/{business.id}/notifications"):
+            page.click("#rule-form button[type=submit]")
         assert inbox in page.locator("ul.rules").inner_text()
         assert "כלל התראה נוסף" in page.locator(".flashes").inner_text()
         page.screenshot(path=str(artifacts / "crm-notifications.png"), full_page=True)
