@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from moked import recordings
 from moked.recordings import StoredMedia
+from moked.simulator.twilio_api import DEFAULT_BUSY, DEFAULT_NO_ANSWER
 from moked.statuses import ProcessingStatus, RecordingStatus
 from tests.apps import TwilioClient
 from tests.harness import TEST_ACCOUNT_SID
@@ -17,6 +18,9 @@ from tests.harness import TEST_ACCOUNT_SID
 # session, and outside +972-3-555-xxxx, where the fixed and random numbers of the demo,
 # the benchmarks and the chaos run live (a clash is a BusinessError in an unrelated test).
 _numbers = itertools.count(secrets.randbelow(3_000_000) + 6_000_000)
+# Callers' mobiles, the same way (+972-52-6xx-xxxx … 9xx-xxxx): random ones could repeat and
+# merge two tests' callers (counts, names, a block) in a shared business.
+_callers = itertools.count(secrets.randbelow(3_000_000) + 6_000_000)
 
 
 def new_call_sid() -> str:
@@ -30,6 +34,15 @@ def new_recording_sid() -> str:
 def unique_number() -> str:
     """A valid Israeli number (+972-3-6xx-xxxx … 8xx-xxxx) no other test uses."""
     return f"+9723{next(_numbers):07d}"
+
+
+def unique_caller() -> str:
+    """A valid Israeli mobile number no other test calls from; never one the Twilio
+    simulator would not answer or find busy."""
+    while True:
+        number = f"+97252{next(_callers):07d}"
+        if not number.endswith((*DEFAULT_NO_ANSWER, *DEFAULT_BUSY)):
+            return number
 
 
 def call_params(call_sid: str, to: str, **extra: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ path and on the locked path, repeat counts per business, spam flags, `moked call
 from __future__ import annotations
 
 import json
-import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -21,15 +20,12 @@ from moked.db.session import session_scope
 from moked.notify import alerts
 from tests.apps import TwilioClient
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid, new_recording_sid
+from tests.helpers import call_params, new_call_sid, new_recording_sid, unique_caller
 
 
 def a_caller() -> str:
     """A valid mobile number no other test calls from."""
-    while True:
-        number = f"+97252{secrets.randbelow(10**7):07d}"
-        if callers.caller_number(number) == number:
-            return number
+    return unique_caller()
 
 
 def twiml(response: TestResponse) -> ET.Element:

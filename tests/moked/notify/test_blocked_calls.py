@@ -4,7 +4,6 @@ On a database of its own (the test stack's reconciler would plan these calls fir
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -13,15 +12,12 @@ from moked import callers
 from moked.db.models import Business, Call, NotificationDelivery
 from moked.notify import planner, rules
 from moked.statuses import Channel, NotifyWhen
-from tests.helpers import call_params, new_call_sid
+from tests.helpers import call_params, new_call_sid, unique_caller
 from tests.moked.notify.conftest import Isolated
 
 
 def a_caller() -> str:
-    while True:
-        number = f"+97252{secrets.randbelow(10**7):07d}"
-        if callers.caller_number(number) == number:
-            return number
+    return unique_caller()
 
 
 def missed_call(isolated: Isolated, business: Business, number: str) -> tuple[str, str]:

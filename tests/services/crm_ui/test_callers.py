@@ -4,7 +4,6 @@ the inbox, the list of blocked and flagged callers, and other tenants' callers (
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import xml.etree.ElementTree as ET
 
 from flask import Flask
@@ -14,15 +13,12 @@ from moked import callers
 from moked.db.models import Caller
 from moked.db.session import session_scope
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid
+from tests.helpers import call_params, new_call_sid, unique_caller
 from tests.services.crm_ui.conftest import Client, FedCall, Tenant, feed_call
 
 
 def a_caller() -> str:
-    while True:
-        number = f"+97252{secrets.randbelow(10**7):07d}"
-        if callers.caller_number(number) == number:
-            return number
+    return unique_caller()
 
 
 def the_caller(tenant: Tenant, number: str) -> Caller:

@@ -3,13 +3,13 @@ clicks, every control named, nothing off a phone's screen; screenshots kept as a
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any
 
 from moked import callers
 from moked.db.session import session_scope
 from tests.harness import StackUnderTest
+from tests.helpers import unique_caller
 from tests.services.crm_ui.conftest import Tenant, feed_call
 from tests.services.crm_ui.test_browser import (
     assert_accessible_forms,
@@ -19,10 +19,7 @@ from tests.services.crm_ui.test_browser import (
 
 
 def a_caller() -> str:
-    while True:
-        number = f"+97252{secrets.randbelow(10**7):07d}"
-        if callers.caller_number(number) == number:
-            return number
+    return unique_caller()
 
 
 def test_name_and_block_a_caller_by_clicks_on_a_desktop_and_a_phone(

@@ -3,7 +3,6 @@ business number's blocked callers beside the last-known answers (moked.answers).
 
 from __future__ import annotations
 
-import secrets
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,14 +15,11 @@ from moked.db.session import session_scope
 from moked.settings import Settings
 from tests.apps import TwilioClient
 from tests.harness import StackUnderTest
-from tests.helpers import call_params, new_call_sid
+from tests.helpers import call_params, new_call_sid, unique_caller
 
 
 def a_caller() -> str:
-    while True:
-        number = f"+97252{secrets.randbelow(10**7):07d}"
-        if callers.caller_number(number) == number:
-            return number
+    return unique_caller()
 
 
 def webhooks(settings: Settings) -> TwilioClient:
